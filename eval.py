@@ -1,0 +1,19 @@
+"""Evaluate a checkpoint: `python eval.py ckpt_path=PATH [data=...] [data.test_split=test]`.
+
+On a labeled split it prints the metrics and writes metrics.json; on a split without labels
+(MIND-large test) it writes the leaderboard's prediction.zip.
+"""
+
+import hydra
+from omegaconf import DictConfig
+
+from newsrec.runner import evaluate
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="eval")
+def main(cfg: DictConfig) -> None:
+    evaluate(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+"""What a model needs to know about the data, and the shape of the batches it receives.
+
+Sizes here always come from preprocessing, never from a hand-written config: this is the
+contract between the data side (`newsrec.data`) and the model side (`newsrec.models`).
+
+The news table (every news of the vocabulary, one row each; row 0 is the padding news, whose
+features are all padding, and it also stands for a news ID missing from news.tsv):
+
+    title           int64 [num_news, title_len]     word ids, 0 = padding, 1 = unknown word
+    abstract        int64 [num_news, abstract_len]  word ids, same vocabulary as titles
+    category        int64 [num_news]                0 = unknown
+    subcategory     int64 [num_news]                0 = unknown
+    title_entities  int64 [num_news, title_len]     entity id of each title token, 0 = none
+
+A batch is a dict of tensors that index into that table:
+
+    history         int64 [B, N]   news rows of the clicked history, most recent last
+    history_mask    bool  [B, N]   True where a history slot holds a real news
+    candidates      int64 [B, C]   news rows of the candidates
+    candidate_mask  bool  [B, C]   True where a candidate slot is real (eval pads to the
+                                   longest impression of the batch)
+    user            int64 [B]      user row, 0 = a user unseen in training
+    target          int64 [B]      training only: the position of the clicked candidate
+    labels          int64 [B, C]   evaluation only: 1 click, 0 no click, -1 padding or unknown
+    impression      int64 [B]      evaluation only: the global impression id
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import torch
+
+NEWS_FEATURES = ("title", "abstract", "category", "subcategory", "title_entities")
+
+
+@dataclass
+class DataInfo:
+    """Sizes of the vocabularies and tables, read off the preprocessed data."""
+
+    vocab_size: int  # words, including 0 = padding and 1 = unknown
+    num_categories: int  # including 0 = unknown
+    num_subcategories: int  # including 0 = unknown
+    num_users: int  # including 0 = unseen user
+    num_entities: int  # including 0 = no entity
+    num_news: int  # rows of the news table, including row 0
+    title_len: int = 30
+    abstract_len: int = 50
+    entity_dim: int = 100
+    # Optional initialisations; not part of hparams (they live in the state dict afterwards).
+    word_embeddings: torch.Tensor | None = None  # [vocab_size, word_dim], e.g. GloVe
+    entity_embeddings: torch.Tensor | None = None  # [num_entities, entity_dim], TransE
+
+    def sizes(self) -> dict[str, int]:
+        """The plain-number part, safe to store in a checkpoint's hyperparameters."""
+        return {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if f.name not in ("word_embeddings", "entity_embeddings")
+        }
+
+
+@dataclass
+class SplitPaths:
+    """Where a data source put its MIND-format folders (each holds news.tsv, behaviors.tsv, ...).
+
+    `test` is the unlabeled leaderboard split when there is one (MIND-large, the synthetic
+    world), else None. `has_truth` says whether each folder also holds the synthetic world's
+    `click_probability.tsv` (the true click probability of every candidate).
+    """
+
+    train: Path
+    dev: Path
+    test: Path | None = None
+    has_truth: bool = False
