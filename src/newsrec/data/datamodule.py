@@ -1,0 +1,375 @@
+"""The Lightning DataModule: training samples as in the NRMS paper, evaluation by impression.
+
+Batches are index tensors into the news table (info.py), built by numpy slicing of whole
+batches (`__getitems__`), never one sample at a time in Python.
+
+Training (NRMS paper, section 3.4): one sample per click of the fitted part of train, with
+K non-clicked news (`npratio`, default 4) of the *same impression*, drawn afresh every epoch,
+without replacement where the impression has at least K non-clicks and with replacement
+where it has fewer (clicks of impressions with no non-click at all cannot form a sample and
+are dropped, counted). The clicked news sits at a random position among the 1 + K.
+
+Validation is a time split of train (the last `val_days` days, MIND's protocol); test is the
+dev split (MIND-small has no labeled test) or, with `test_split=test`, the unlabeled
+leaderboard split. Evaluation batches group the impressions of the same (user, history), so
+each distinct history is encoded once.
+
+DDP: this module shards itself (run with `use_distributed_sampler=False`): each rank takes
+a disjoint slice of the epoch's shuffled samples, and disjoint evaluation batches whose
+impressions carry their global ids.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from newsrec.data.info import DataInfo
+from newsrec.data.preprocess import (
+    PreprocessConfig,
+    Preprocessed,
+    SplitArrays,
+    Vocabulary,
+    load_or_build,
+)
+
+log = logging.getLogger(__name__)
+
+
+def _padded(
+    offsets: np.ndarray, values: np.ndarray, rows: np.ndarray, width: int, right: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of a ragged array as a [len(rows), width] matrix and its mask.
+
+    Left padding by default (the last `width` values, most recent last); `right=True` keeps
+    the first `width` values at the start of the row.
+    """
+    starts, ends = offsets[rows], offsets[rows + 1]
+    lengths = np.minimum(ends - starts, width)
+    cols = np.arange(width)[None, :]
+    if right:
+        mask = cols < lengths[:, None]
+        index = starts[:, None] + cols
+    else:
+        mask = cols >= (width - lengths)[:, None]
+        index = ends[:, None] - width + cols
+    out = np.zeros((len(rows), width), dtype=np.int64)
+    if len(values):
+        out[mask] = values[index[mask]]
+    return out, mask
+
+
+@dataclass
+class _Batch:
+    """What a batch sampler yields: the sample indices plus what seeds their negatives."""
+
+    indices: np.ndarray
+    epoch: int
+    number: int
+
+
+class TrainSamples(Dataset):
+    """Click samples of the fitted part of train; `__getitems__` builds a whole batch."""
+
+    def __init__(
+        self, split: SplitArrays, rows: np.ndarray, npratio: int, history_len: int, seed: int
+    ):
+        self.split, self.npratio, self.history_len, self.seed = split, npratio, history_len, seed
+        offsets = split.candidate_offsets
+        labels = np.asarray(split.labels)
+        candidates = np.asarray(split.candidates)
+        lengths = np.diff(offsets)
+        impression_of = np.repeat(np.arange(len(lengths)), lengths)
+        in_rows = np.zeros(len(lengths), dtype=bool)
+        in_rows[rows] = True
+        take = in_rows[impression_of]
+        # Non-clicks of each impression, as one ragged array.
+        negative = take & (labels == 0)
+        self.neg_values = candidates[negative]
+        self.neg_offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+        np.cumsum(
+            np.bincount(impression_of[negative], minlength=len(lengths)), out=self.neg_offsets[1:]
+        )
+        neg_count = np.diff(self.neg_offsets)
+        click = take & (labels == 1)
+        usable = click & (neg_count[impression_of] > 0)
+        self.dropped = int(click.sum() - usable.sum())
+        self.short = int((neg_count[impression_of[usable]] < npratio).sum())
+        self.impression = impression_of[usable]
+        self.clicked = candidates[usable].astype(np.int64)
+
+    def __len__(self) -> int:
+        return len(self.clicked)
+
+    def __getitems__(self, key: _Batch) -> dict[str, torch.Tensor]:
+        idx, k = key.indices, self.npratio
+        imp = self.impression[idx]
+        rng = np.random.default_rng((self.seed, key.epoch, key.number))
+        start, count = self.neg_offsets[imp], self.neg_offsets[imp + 1] - self.neg_offsets[imp]
+        # K distinct non-clicks where there are enough: the K smallest of random keys.
+        width = max(int(count.max()), k)
+        keys = rng.random((len(idx), width))
+        keys[np.arange(width)[None, :] >= count[:, None]] = 2.0
+        pick = np.argsort(keys, axis=1)[:, :k]
+        # Fewer than K non-clicks: fill the missing slots by sampling with replacement.
+        short = pick >= count[:, None]
+        pick[short] = (rng.random(short.sum()) * np.repeat(count, short.sum(1))).astype(np.int64)
+        negatives = self.neg_values[start[:, None] + pick]
+        target = rng.integers(0, k + 1, size=len(idx))
+        candidates = np.insert(negatives, 0, 0, axis=1)
+        rows = np.arange(len(idx))
+        candidates[rows, 0] = candidates[rows, target]
+        candidates[rows, target] = self.clicked[idx]
+        history, history_mask = _padded(
+            self.split.history_offsets, self.split.history, imp, self.history_len
+        )
+        return {
+            "history": torch.from_numpy(history),
+            "history_mask": torch.from_numpy(history_mask),
+            "candidates": torch.from_numpy(candidates.astype(np.int64)),
+            "candidate_mask": torch.ones(candidates.shape, dtype=torch.bool),
+            "user": torch.from_numpy(np.asarray(self.split.user)[imp]),
+            "target": torch.from_numpy(target),
+        }
+
+
+class TrainBatchSampler:
+    """Shuffled batches of sample indices, a disjoint share per rank, reshuffled each epoch."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1):
+        self.n, self.batch_size, self.seed = n, batch_size, seed
+        self.rank, self.world_size, self.epoch = rank, world_size, 0
+
+    def set_epoch(self, epoch: int) -> None:  # called by Lightning before each epoch
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n // (self.batch_size * self.world_size)
+
+    def __iter__(self):
+        order = np.random.default_rng((self.seed, self.epoch)).permutation(self.n)
+        for number in range(len(self)):
+            # Batch `number` of this rank is global batch number * world_size + rank.
+            b = number * self.world_size + self.rank
+            indices = order[b * self.batch_size : (b + 1) * self.batch_size]
+            yield _Batch(indices, self.epoch, b)
+
+
+class EvalImpressions(Dataset):
+    """Impressions of an evaluation split, grouped so each distinct (user, history) is one."""
+
+    def __init__(self, split: SplitArrays, rows: np.ndarray, history_len: int):
+        self.split, self.history_len = split, history_len
+        user = np.asarray(split.user)
+        key = np.asarray(split.history_id)[rows] * (int(user.max()) + 1) + user[rows]
+        order = np.argsort(key, kind="stable")
+        self.rows, self.group_key = rows[order], key[order]
+        self.labels = np.asarray(split.labels)
+        self.truth = None if split.truth is None else np.asarray(split.truth)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitems__(self, positions: np.ndarray) -> dict[str, torch.Tensor]:
+        s = self.split
+        imp = self.rows[positions]
+        _, first, owner = np.unique(
+            self.group_key[positions], return_index=True, return_inverse=True
+        )
+        history, history_mask = _padded(s.history_offsets, s.history, imp[first], self.history_len)
+        width = int(np.diff(s.candidate_offsets)[imp].max())
+        candidates, candidate_mask = _padded(
+            s.candidate_offsets, s.candidates, imp, width, right=True
+        )
+        labels, _ = _padded(s.candidate_offsets, self.labels, imp, width, right=True)
+        batch = {
+            "history": torch.from_numpy(history),
+            "history_mask": torch.from_numpy(history_mask),
+            "user": torch.from_numpy(np.asarray(s.user)[imp[first]]),
+            "owner": torch.from_numpy(owner.astype(np.int64)),
+            "candidates": torch.from_numpy(candidates),
+            "candidate_mask": torch.from_numpy(candidate_mask),
+            "labels": torch.from_numpy(np.where(candidate_mask, labels, -1)),
+            "impression": torch.from_numpy(np.asarray(s.impression_id)[imp]),
+        }
+        if self.truth is not None:
+            truth, _ = _padded_float(s.candidate_offsets, self.truth, imp, width)
+            batch["truth"] = torch.from_numpy(truth)
+        return batch
+
+
+def _padded_float(offsets, values, rows, width):
+    starts, lengths = offsets[rows], offsets[rows + 1] - offsets[rows]
+    cols = np.arange(width)[None, :]
+    mask = cols < lengths[:, None]
+    out = np.zeros((len(rows), width), dtype=np.float32)
+    out[mask] = values[(starts[:, None] + cols)[mask]]
+    return out, mask
+
+
+class EvalBatchSampler:
+    """Batches of whole (user, history) groups, about `batch_size` impressions each.
+
+    A group never straddles two batches, so its history is encoded exactly once. Rank r takes
+    batches r, r + W, ...: disjoint, and impression ids are global, so gathered metrics equal
+    the single-process ones.
+    """
+
+    def __init__(self, group_key: np.ndarray, batch_size: int, rank: int = 0, world_size: int = 1):
+        boundaries = np.flatnonzero(np.diff(group_key)) + 1
+        starts = np.concatenate([[0], boundaries])
+        ends = np.concatenate([boundaries, [len(group_key)]])
+        batches, begin = [], 0
+        for i in range(len(starts)):
+            if ends[i] - begin >= batch_size or i == len(starts) - 1:
+                batches.append((begin, ends[i]))
+                begin = ends[i]
+        self.batches = batches[rank::world_size]
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self):
+        for begin, end in self.batches:
+            yield np.arange(begin, end)
+
+
+def _identity(batch):
+    return batch
+
+
+class MindDataModule(pl.LightningDataModule):
+    """MIND-format data (real or synthetic) as index batches; see the module docstring."""
+
+    def __init__(
+        self,
+        source,
+        data_dir: str = "data",
+        cache_dir: str | None = None,
+        preprocess: dict | None = None,
+        npratio: int = 4,
+        batch_size: int = 64,
+        eval_batch_size: int = 512,
+        num_workers: int = 0,
+        test_split: str = "dev",
+        seed: int = 0,
+    ):
+        super().__init__()
+        self.source = source
+        self.data_dir = Path(data_dir)
+        self.cache_dir = Path(cache_dir) if cache_dir else self.data_dir / "cache"
+        self.preprocess_config = PreprocessConfig(
+            **{k: tuple(v) if isinstance(v, list) else v for k, v in (preprocess or {}).items()}
+        )
+        self.npratio, self.batch_size, self.eval_batch_size = npratio, batch_size, eval_batch_size
+        self.num_workers, self.test_split, self.seed = num_workers, test_split, seed
+        self.vocab: Vocabulary | None = None  # set from a checkpoint to reuse its vocabulary
+        self.data: Preprocessed | None = None
+
+    # -- preparing --------------------------------------------------------------------------
+    def _load(self) -> Preprocessed:
+        paths = self.source.prepare(self.data_dir)
+        self.has_truth = paths.has_truth
+        return load_or_build(paths, self.preprocess_config, self.cache_dir, vocab=self.vocab)
+
+    def prepare_data(self) -> None:  # one process per node: download, generate, preprocess
+        self._load()
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.data is None:
+            self.data = self._load()
+            train = self.data.splits["train"]
+            time = np.asarray(train.time)
+            self.fit_rows = np.flatnonzero(time < self.data.val_start)
+            self.val_rows = np.flatnonzero(time >= self.data.val_start)
+            if not len(self.fit_rows) or not len(self.val_rows):
+                raise ValueError(
+                    f"the time split (last {self.preprocess_config.val_days} day(s) of train "
+                    "for validation) leaves no training or no validation impressions; "
+                    "set data.preprocess.val_days"
+                )
+
+    @property
+    def info(self) -> DataInfo:
+        info = self.data.info()
+        info.entity_embeddings = torch.from_numpy(np.array(self.data.entity_vectors))
+        return info
+
+    def checkpoint_extra(self) -> dict:
+        """What a checkpoint must carry to be evaluated on other data: the vocabularies."""
+        return {"vocab": asdict(self.data.vocab), "preprocess": asdict(self.preprocess_config)}
+
+    def news_table(self) -> dict[str, torch.Tensor]:
+        return {k: torch.from_numpy(np.array(v, dtype=np.int64)) for k, v in self.data.news.items()}
+
+    def _rank(self) -> tuple[int, int]:
+        trainer = self.trainer
+        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+
+    # -- loaders ----------------------------------------------------------------------------
+    def train_samples(self) -> TrainSamples:
+        if not hasattr(self, "_train_samples"):
+            self._train_samples = TrainSamples(
+                self.data.splits["train"],
+                self.fit_rows,
+                self.npratio,
+                self.preprocess_config.history_len,
+                self.seed,
+            )
+            samples = self._train_samples
+            log.info("training samples (clicks): %s", f"{len(samples):,}")
+            if samples.short:
+                log.info(
+                    "%s samples come from impressions with fewer than %d non-clicks: "
+                    "their negatives are drawn with replacement",
+                    f"{samples.short:,}",
+                    self.npratio,
+                )
+            if samples.dropped:
+                log.info("%s clicks dropped: their impression has no non-click", samples.dropped)
+        return self._train_samples
+
+    def train_dataloader(self) -> DataLoader:
+        samples = self.train_samples()
+        rank, world = self._rank()
+        sampler = TrainBatchSampler(len(samples), self.batch_size, self.seed, rank, world)
+        return self._loader(samples, sampler)
+
+    def eval_dataset(self, split: str) -> EvalImpressions:
+        if split == "val":
+            arrays, rows = self.data.splits["train"], self.val_rows
+        else:
+            arrays = self.data.splits[split]
+            rows = np.arange(len(arrays))
+        return EvalImpressions(arrays, rows, self.preprocess_config.history_len)
+
+    def _eval_loader(self, split: str) -> DataLoader:
+        dataset = self.eval_dataset(split)
+        rank, world = self._rank()
+        return self._loader(
+            dataset, EvalBatchSampler(dataset.group_key, self.eval_batch_size, rank, world)
+        )
+
+    def _loader(self, dataset: Dataset, batch_sampler) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_sampler=batch_sampler,
+            collate_fn=_identity,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def val_dataloader(self) -> DataLoader:
+        return self._eval_loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._eval_loader(self.test_split)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._eval_loader(self.test_split)

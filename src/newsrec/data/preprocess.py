@@ -1,0 +1,483 @@
+"""Turn MIND-format folders into index arrays: the news table, vocabularies, impressions.
+
+Everything a model needs is derived here from the data (vocabulary and table sizes are never
+written into a config by hand) and cached on disk:
+
+    <cache_root>/<key>/meta.json         settings, vocabularies, sizes, report
+    <cache_root>/<key>/<name>.npy        news table and per-split ragged arrays
+
+Why .npy and not Arrow/`datasets` for the cache: every array here is a fixed-dtype numeric
+array consumed by numpy slicing in the batch builder, and `np.load(mmap_mode="r")` maps it in
+microseconds with no conversion; Arrow earns its place one step earlier, parsing the TSV
+files (see `newsrec.data.mind`). The cache key hashes the input files (path, size,
+modification time) and the preprocessing settings; the folder is written under a temporary
+name and renamed, so a killed run never leaves a folder that a later run trusts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from newsrec.data.info import DataInfo, SplitPaths
+from newsrec.data.mind import (
+    Behaviors,
+    News,
+    Report,
+    iter_behaviors,
+    read_entity_embeddings,
+    read_news,
+    token_spans,
+    tokenize,
+)
+
+log = logging.getLogger(__name__)
+
+CACHE_VERSION = 1  # bump when the layout or the meaning of an array changes
+PAD, UNK = "<pad>", "<unk>"
+SPLITS = ("train", "dev", "test")
+DAY = 86_400
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    title_len: int = 30  # tokens kept of a title (NRMS/MIND code bases)
+    abstract_len: int = 50  # tokens kept of an abstract (NAML's body length in recommenders)
+    history_len: int = 50  # most recent clicks kept
+    min_word_count: int = 1  # words seen fewer times in training text map to <unk>
+    vocab_fields: tuple[str, ...] = ("title",)  # training text the vocabulary is built from
+    val_days: int = 1  # the last days of train held out for validation (MIND paper: 1)
+
+
+@dataclass
+class Vocabulary:
+    """Index -> name lists. Index 0 is padding / unknown / unseen in each of them."""
+
+    words: list[str]
+    categories: list[str]
+    subcategories: list[str]
+    users: list[str]
+    entities: list[str]
+
+    @staticmethod
+    def index(names: list[str]) -> dict[str, int]:
+        return {name: i for i, name in enumerate(names)}
+
+
+@dataclass
+class SplitArrays:
+    """One split's impressions as flat arrays; ragged fields as offsets + values."""
+
+    impression_id: np.ndarray  # int64 [I], as in behaviors.tsv
+    user: np.ndarray  # int64 [I], 0 = user unseen in training
+    time: np.ndarray  # int64 [I], seconds
+    history_offsets: np.ndarray  # int64 [I+1]
+    history: np.ndarray  # int32 [sum], news rows, oldest first, at most history_len each
+    history_id: np.ndarray  # int64 [I], equal for impressions with identical histories
+    candidate_offsets: np.ndarray  # int64 [I+1]
+    candidates: np.ndarray  # int32 [sum], news rows (0 = missing from news.tsv)
+    labels: np.ndarray  # int8 [sum], 1 / 0, -1 where the split is unlabeled
+    truth: np.ndarray | None = None  # float32 [sum], the synthetic world's click probability
+
+    def __len__(self) -> int:
+        return len(self.impression_id)
+
+    @property
+    def labeled(self) -> bool:
+        return bool(len(self.labels)) and int(self.labels.min()) >= 0
+
+
+@dataclass
+class Preprocessed:
+    config: PreprocessConfig
+    vocab: Vocabulary
+    news: dict[str, np.ndarray]  # the news table (info.py), row 0 = padding news
+    entity_vectors: np.ndarray  # float32 [num_entities, dim], row 0 = zeros
+    splits: dict[str, SplitArrays]
+    val_start: int  # train impressions at or after this time are validation
+    report: dict[str, int] = field(default_factory=dict)
+    path: Path | None = None
+
+    def info(self) -> DataInfo:
+        return DataInfo(
+            vocab_size=len(self.vocab.words),
+            num_categories=len(self.vocab.categories),
+            num_subcategories=len(self.vocab.subcategories),
+            num_users=len(self.vocab.users),
+            num_entities=len(self.vocab.entities),
+            num_news=len(self.news["title"]),
+            title_len=self.config.title_len,
+            abstract_len=self.config.abstract_len,
+            entity_dim=int(self.entity_vectors.shape[1]),
+        )
+
+
+# --- building -------------------------------------------------------------------------------
+
+
+def _vocabulary(names: Counter, min_count: int, reserved: list[str]) -> list[str]:
+    # Most frequent first, ties by name: deterministic whatever the file order.
+    kept = sorted((n for n, c in names.items() if c >= min_count), key=lambda n: (-names[n], n))
+    return reserved + kept
+
+
+def _pad(rows: list[list[int]], length: int) -> np.ndarray:
+    out = np.zeros((len(rows), length), dtype=np.int32)
+    for i, row in enumerate(rows):
+        row = row[:length]
+        out[i, : len(row)] = row
+    return out
+
+
+def _news_table(
+    news_by_split: dict[str, News], cfg: PreprocessConfig, given: Vocabulary | None
+) -> tuple[list[str], dict[str, np.ndarray], Vocabulary, Report]:
+    report = Report()
+    # One table for all splits: dev and test bring news never seen in training (cold start).
+    rows: dict[str, tuple[str, int]] = {}
+    for split, news in news_by_split.items():
+        for i, news_id in enumerate(news.ids):
+            rows.setdefault(news_id, (split, i))
+    ids = list(rows)
+    train = news_by_split["train"]
+    if given is None:
+        words: Counter = Counter()
+        for name in cfg.vocab_fields:
+            for text in getattr(train, name):
+                words.update(tokenize(text))
+        entities: dict[str, None] = {}
+        for news in news_by_split.values():
+            for spans in news.title_entities:
+                entities.update((e, None) for e, _, _ in spans)
+        vocab = Vocabulary(
+            words=_vocabulary(words, cfg.min_word_count, [PAD, UNK]),
+            categories=_vocabulary(Counter(train.category), 1, [UNK]),
+            subcategories=_vocabulary(Counter(train.subcategory), 1, [UNK]),
+            users=[],  # filled from the training impressions
+            entities=["<none>", *sorted(entities)],
+        )
+    else:
+        vocab = given
+    word_ix, cat_ix = Vocabulary.index(vocab.words), Vocabulary.index(vocab.categories)
+    sub_ix, ent_ix = Vocabulary.index(vocab.subcategories), Vocabulary.index(vocab.entities)
+
+    titles, abstracts, title_entities = [[]], [[]], [[]]
+    category, subcategory = [0], [0]
+    for news_id in ids:
+        split, i = rows[news_id]
+        news = news_by_split[split]
+        spans = token_spans(news.title[i])[: cfg.title_len]
+        titles.append([word_ix.get(w, 1) for w, _, _ in spans])
+        # DKN aligns entities with words: a token inside an entity mention gets its entity.
+        ents = [0] * len(spans)
+        for wikidata_id, start, end in news.title_entities[i]:
+            e = ent_ix.get(wikidata_id, 0)
+            for k, (_, s, t) in enumerate(spans):
+                if s >= start and t <= end:
+                    ents[k] = e
+        title_entities.append(ents)
+        abstracts.append([word_ix.get(w, 1) for w in tokenize(news.abstract[i])])
+        category.append(cat_ix.get(news.category[i], 0))
+        subcategory.append(sub_ix.get(news.subcategory[i], 0))
+    table = {
+        "title": _pad(titles, cfg.title_len),
+        "abstract": _pad(abstracts, cfg.abstract_len),
+        "category": np.asarray(category, dtype=np.int32),
+        "subcategory": np.asarray(subcategory, dtype=np.int32),
+        "title_entities": _pad(title_entities, cfg.title_len),
+    }
+    unk = int((table["title"][1:] == 1).sum())
+    known = int((table["title"][1:] > 1).sum())
+    report.add("title tokens not in the vocabulary (<unk>)", unk)
+    log.info("title tokens in the vocabulary: %.1f%%", 100 * known / max(1, known + unk))
+    return ids, table, vocab, report
+
+
+def _ragged_keep_last(
+    offsets: np.ndarray, values: np.ndarray, keep: np.ndarray, limit: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Drop values where `keep` is False, then keep at most the last `limit` of each row."""
+    kept_before = np.concatenate([[0], np.cumsum(keep, dtype=np.int64)])
+    starts, ends = kept_before[offsets[:-1]], kept_before[offsets[1:]]
+    values = values[keep]
+    starts = np.maximum(starts, ends - limit)
+    lengths = ends - starts
+    new_offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=new_offsets[1:])
+    gather = np.arange(new_offsets[-1]) - np.repeat(new_offsets[:-1] - starts, lengths)
+    return new_offsets, values[gather]
+
+
+def _sequence_ids(offsets: np.ndarray, values: np.ndarray, limit: int) -> np.ndarray:
+    """An id per row, equal for rows holding the same sequence (64-bit hash, then unique)."""
+    rng = np.random.default_rng(12345)
+    weights = rng.integers(1, 2**63, size=limit + 1, dtype=np.uint64) | np.uint64(1)
+    lengths = np.diff(offsets)
+    position = np.arange(len(values)) - np.repeat(offsets[:-1], lengths)
+    with np.errstate(over="ignore"):
+        mixed = (values.astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)) * weights[position]
+        mixed ^= mixed >> np.uint64(29)
+        hashes = np.zeros(len(lengths), dtype=np.uint64)
+        nonempty = lengths > 0
+        if len(values):  # reduceat over non-empty rows only: it misreads empty segments
+            hashes[nonempty] = np.add.reduceat(mixed, offsets[:-1][nonempty])
+        hashes += lengths.astype(np.uint64) * weights[-1]
+    _, ids = np.unique(hashes, return_inverse=True)
+    return ids.astype(np.int64)
+
+
+def _map_behaviors(
+    chunk: Behaviors, news_index: pa.Array, cfg: PreprocessConfig, report: Report
+) -> dict[str, np.ndarray]:
+    hist_flat = pc.index_in(chunk.history.values, value_set=news_index)
+    hist_missing = hist_flat.is_null().to_numpy(zero_copy_only=False)
+    hist_rows = pc.fill_null(hist_flat, -1).to_numpy() + 1
+    report.add("history news missing from news.tsv (dropped)", int(hist_missing.sum()))
+    hist_offsets, hist_values = _ragged_keep_last(
+        chunk.history.offsets.to_numpy().astype(np.int64), hist_rows, ~hist_missing, cfg.history_len
+    )
+    report.add("impressions with an empty history", int((np.diff(hist_offsets) == 0).sum()))
+    cand_flat = pc.index_in(chunk.candidates.values, value_set=news_index)
+    report.add("candidate news missing from news.tsv (scored as empty news)", cand_flat.null_count)
+    cand_rows = pc.fill_null(cand_flat, -1).to_numpy() + 1
+    labels = chunk.labels if chunk.labels is not None else np.full(len(cand_rows), -1, np.int8)
+    if chunk.labels is not None:
+        clicks = np.add.reduceat(labels, chunk.candidates.offsets.to_numpy()[:-1])
+        report.add("labeled impressions without a click", int((clicks == 0).sum()))
+    return {
+        "impression_id": chunk.impression_id,
+        "time": chunk.time,
+        "history_lengths": np.diff(hist_offsets),
+        "history": hist_values.astype(np.int32),
+        "candidate_lengths": np.diff(chunk.candidates.offsets.to_numpy()).astype(np.int64),
+        "candidates": cand_rows.astype(np.int32),
+        "labels": labels.astype(np.int8),
+    }
+
+
+def _offsets(lengths: np.ndarray) -> np.ndarray:
+    out = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=out[1:])
+    return out
+
+
+def _read_split(
+    folder: Path, news_index: pa.Array, cfg: PreprocessConfig, report: Report
+) -> tuple[dict[str, np.ndarray], pa.Array]:
+    parts, users = [], []
+    for chunk in iter_behaviors(folder / "behaviors.tsv"):
+        parts.append(_map_behaviors(chunk, news_index, cfg, report))
+        users.append(chunk.user)
+    arrays = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    return arrays, pa.concat_arrays(users)
+
+
+def _truth(folder: Path, impression_id: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    from newsrec.data.synthetic import load_click_probabilities
+
+    probs = load_click_probabilities(folder)
+    flat = np.concatenate([probs[int(i)] for i in impression_id]).astype(np.float32)
+    if len(flat) != lengths.sum():
+        raise ValueError(f"{folder / 'click_probability.tsv'} does not match behaviors.tsv")
+    return flat
+
+
+def build(
+    paths: SplitPaths, cfg: PreprocessConfig, vocab: Vocabulary | None = None
+) -> Preprocessed:
+    """Read the split folders and build every array (no cache; see `load_or_build`)."""
+    folders = {"train": paths.train, "dev": paths.dev, "test": paths.test}
+    folders = {k: Path(v) for k, v in folders.items() if v is not None}
+    report = Report()
+    news_by_split = {k: read_news(f / "news.tsv", report) for k, f in folders.items()}
+    ids, table, vocab_built, news_report = _news_table(news_by_split, cfg, vocab)
+    report.counts.update(news_report.counts)
+    news_index = pa.array(ids, pa.string())
+
+    entity_vectors = _entity_vectors(folders, vocab_built.entities, report)
+    splits: dict[str, SplitArrays] = {}
+    raw_users: dict[str, pa.Array] = {}
+    for split, folder in folders.items():
+        arrays, users = _read_split(folder, news_index, cfg, report)
+        raw_users[split] = users
+        hist_offsets = _offsets(arrays["history_lengths"])
+        splits[split] = SplitArrays(
+            impression_id=arrays["impression_id"].astype(np.int64),
+            user=np.zeros(len(arrays["time"]), dtype=np.int64),
+            time=arrays["time"].astype(np.int64),
+            history_offsets=hist_offsets,
+            history=arrays["history"],
+            history_id=_sequence_ids(hist_offsets, arrays["history"], cfg.history_len),
+            candidate_offsets=_offsets(arrays["candidate_lengths"]),
+            candidates=arrays["candidates"],
+            labels=arrays["labels"],
+        )
+        if paths.has_truth:
+            splits[split].truth = _truth(
+                folder, splits[split].impression_id, arrays["candidate_lengths"]
+            )
+
+    train = splits["train"]
+    last_day = int(train.time.max()) // DAY
+    val_start = (last_day - cfg.val_days + 1) * DAY
+    if vocab is None:
+        # Users are known from the part of train the model is fitted on, not from validation.
+        fit_users = raw_users["train"].filter(pa.array(train.time < val_start))
+        vocab_built.users = ["<unseen>", *sorted(pc.unique(fit_users).to_pylist())]
+    user_index = pa.array(vocab_built.users[1:], pa.string())
+    for split, arrays in splits.items():
+        rows = pc.index_in(raw_users[split], value_set=user_index)
+        arrays.user = pc.fill_null(rows, -1).to_numpy().astype(np.int64) + 1
+        report.add(
+            f"{split} impressions of users unseen in training", int((arrays.user == 0).sum())
+        )
+    return Preprocessed(
+        config=cfg,
+        vocab=vocab_built,
+        news=table,
+        entity_vectors=entity_vectors,
+        splits=splits,
+        val_start=val_start,
+        report=dict(report.counts),
+    )
+
+
+def _entity_vectors(folders: dict[str, Path], entities: list[str], report: Report) -> np.ndarray:
+    index = Vocabulary.index(entities)
+    found: dict[int, np.ndarray] = {}
+    dim = 100
+    for folder in folders.values():
+        path = folder / "entity_embedding.vec"
+        if not path.exists():
+            continue
+        ids, matrix = read_entity_embeddings(path)
+        dim = matrix.shape[1] if len(ids) else dim
+        for wikidata_id, row in zip(ids, matrix, strict=True):
+            if wikidata_id in index:
+                found.setdefault(index[wikidata_id], row)
+    vectors = np.zeros((len(entities), dim), dtype=np.float32)
+    for i, row in found.items():
+        vectors[i] = row
+    report.add("title entities without an embedding (zero vector)", len(entities) - 1 - len(found))
+    return vectors
+
+
+# --- cache ----------------------------------------------------------------------------------
+
+_SPLIT_FIELDS = [f for f in SplitArrays.__dataclass_fields__ if f != "truth"]
+
+
+def cache_key(paths: SplitPaths, cfg: PreprocessConfig, vocab: Vocabulary | None) -> str:
+    digest = hashlib.sha256()
+    files = []
+    for split in SPLITS:
+        folder = getattr(paths, split)
+        if folder is None:
+            continue
+        for name in ("news.tsv", "behaviors.tsv", "entity_embedding.vec", "click_probability.tsv"):
+            path = Path(folder) / name
+            if path.exists():
+                stat = path.stat()
+                files.append([str(path.resolve()), stat.st_size, stat.st_mtime_ns])
+    payload = {"version": CACHE_VERSION, "files": files, "config": asdict(cfg)}
+    if vocab is not None:
+        payload["vocab"] = hashlib.sha256(json.dumps(asdict(vocab)).encode()).hexdigest()
+    digest.update(json.dumps(payload, sort_keys=True).encode())
+    return digest.hexdigest()[:16]
+
+
+def save(data: Preprocessed, folder: Path) -> Path:
+    """Write `data` under a temporary name, then rename: the folder appears only when whole."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = folder.parent / f".{folder.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    for name, array in data.news.items():
+        np.save(tmp / f"news_{name}.npy", array)
+    np.save(tmp / "entity_vectors.npy", data.entity_vectors)
+    for split, arrays in data.splits.items():
+        for name in _SPLIT_FIELDS:
+            np.save(tmp / f"{split}_{name}.npy", getattr(arrays, name))
+        if arrays.truth is not None:
+            np.save(tmp / f"{split}_truth.npy", arrays.truth)
+    meta = {
+        "version": CACHE_VERSION,
+        "config": asdict(data.config),
+        "vocab": asdict(data.vocab),
+        "splits": list(data.splits),
+        "val_start": data.val_start,
+        "report": data.report,
+    }
+    # meta.json is written last: a folder without it is never trusted.
+    (tmp / "meta.json").write_text(json.dumps(meta))
+    if folder.exists():
+        shutil.rmtree(folder)
+    os.replace(tmp, folder)
+    data.path = folder
+    return folder
+
+
+def load(folder: Path) -> Preprocessed:
+    meta = json.loads((folder / "meta.json").read_text())
+    cfg_dict = meta["config"]
+    cfg_dict["vocab_fields"] = tuple(cfg_dict["vocab_fields"])
+
+    def arr(name: str) -> np.ndarray:
+        return np.load(folder / f"{name}.npy", mmap_mode="r")
+
+    news = {
+        name: arr(f"news_{name}")
+        for name in ("title", "abstract", "category", "subcategory", "title_entities")
+    }
+    splits = {}
+    for split in meta["splits"]:
+        fields_ = {name: arr(f"{split}_{name}") for name in _SPLIT_FIELDS}
+        truth_path = folder / f"{split}_truth.npy"
+        truth = np.load(truth_path, mmap_mode="r") if truth_path.exists() else None
+        splits[split] = SplitArrays(**fields_, truth=truth)
+    return Preprocessed(
+        config=PreprocessConfig(**cfg_dict),
+        vocab=Vocabulary(**meta["vocab"]),
+        news=news,
+        entity_vectors=arr("entity_vectors"),
+        splits=splits,
+        val_start=meta["val_start"],
+        report=meta["report"],
+        path=folder,
+    )
+
+
+def load_or_build(
+    paths: SplitPaths,
+    cfg: PreprocessConfig,
+    cache_root: Path | str,
+    vocab: Vocabulary | None = None,
+) -> Preprocessed:
+    """The cached preprocessing of `paths` under `cfg`, building it on a miss."""
+    folder = Path(cache_root) / cache_key(paths, cfg, vocab)
+    if (folder / "meta.json").exists():
+        try:
+            data = load(folder)
+            log.info("preprocessed data loaded from %s", folder)
+            return data
+        except (OSError, ValueError, KeyError) as e:  # a damaged cache is rebuilt, not trusted
+            log.warning("cache %s is unreadable (%s): rebuilding it", folder, e)
+    start = time.perf_counter()
+    log.info("preprocessing %s (cache: %s)", paths.train.parent, folder)
+    data = build(paths, cfg, vocab)
+    for line in Report(Counter(data.report)).lines():
+        log.info("data report: %s", line)
+    save(data, folder)
+    log.info("preprocessing took %.1f s", time.perf_counter() - start)
+    return data
