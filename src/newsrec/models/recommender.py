@@ -1,0 +1,128 @@
+"""A recommender is a news encoder, a user encoder and a click predictor, chosen by config.
+
+The composition owns the batching tricks, so encoders stay plain `nn.Module`s:
+- in training, each distinct news of a batch is encoded once (`torch.unique` + gather):
+  a batch of 64 samples names ~3,500 news slots but far fewer distinct news;
+- in evaluation, every news of the table is encoded once and every distinct history once,
+  then candidates are scored with one gather (`score_cached`). Encoders that make this
+  inexact declare it: `needs_user` (NPA: the news vector depends on the user) and
+  `candidate_aware` (DKN: the user vector depends on the candidate); `exact_scores` is
+  the path that is right for every model.
+"""
+
+from __future__ import annotations
+
+import hydra
+import torch
+from omegaconf import DictConfig
+from torch import Tensor, nn
+
+from newsrec.data.info import DataInfo
+
+
+class Recommender(nn.Module):
+    def __init__(
+        self, news_encoder: nn.Module, user_encoder: nn.Module, click_predictor: nn.Module
+    ):
+        super().__init__()
+        self.news_encoder = news_encoder
+        self.user_encoder = user_encoder
+        self.click_predictor = click_predictor
+        self.needs_user = bool(getattr(news_encoder, "needs_user", False))
+        self.candidate_aware = bool(getattr(user_encoder, "candidate_aware", False))
+        self.features = tuple(getattr(news_encoder, "features", ("title",)))
+
+    @classmethod
+    def from_config(cls, model: DictConfig | dict, data: DataInfo) -> Recommender:
+        """Instantiate the three parts of `conf/model/<name>.yaml` for `data`."""
+        news_encoder = hydra.utils.instantiate(model["news_encoder"])(data=data)
+        user_encoder = hydra.utils.instantiate(model["user_encoder"])(
+            data=data, news_dim=news_encoder.output_dim
+        )
+        click_predictor = hydra.utils.instantiate(model["click_predictor"])(
+            dim=news_encoder.output_dim
+        )
+        return cls(news_encoder, user_encoder, click_predictor)
+
+    # -- news ---------------------------------------------------------------------------------
+    def encode_news(
+        self, table: dict[str, Tensor], rows: Tensor, user: Tensor | None = None
+    ) -> Tensor:
+        """Vectors of news `rows` (any shape) -> [*rows.shape, D], each distinct one encoded once.
+
+        For a user-dependent news encoder the distinct unit is the (user, news) pair; `user`
+        then has the shape of `rows`.
+        """
+        flat = rows.reshape(-1)
+        if self.needs_user:
+            if user is None:
+                raise ValueError("this news encoder needs the user of each news (needs_user)")
+            key = user.reshape(-1) * table["title"].shape[0] + flat
+            unique, inverse = torch.unique(key, return_inverse=True)
+            news_rows, users = unique % table["title"].shape[0], unique // table["title"].shape[0]
+        else:
+            unique, inverse = torch.unique(flat, return_inverse=True)
+            news_rows, users = unique, None
+        features = {name: table[name][news_rows] for name in self.features}
+        vectors = self.news_encoder(features, user=users)  # [U, D]
+        return vectors[inverse].view(*rows.shape, -1)
+
+    def encode_all_news(self, table: dict[str, Tensor], chunk: int = 4096) -> Tensor:
+        """Every row of the news table -> [num_news, D] (not for user-dependent encoders)."""
+        n = table["title"].shape[0]
+        device = table["title"].device
+        parts = []
+        for start in range(0, n, chunk):
+            rows = torch.arange(start, min(n, start + chunk), device=device)
+            parts.append(self.news_encoder({k: table[k][rows] for k in self.features}))
+        return torch.cat(parts)
+
+    # -- scoring ------------------------------------------------------------------------------
+    def forward(self, batch: dict[str, Tensor], table: dict[str, Tensor]) -> Tensor:
+        """Click logits [B, C] for a batch with one history per row (training, exact scoring)."""
+        history, candidates, user = batch["history"], batch["candidates"], batch["user"]
+        b, n = history.shape
+        rows = torch.cat([history, candidates], dim=1)  # one unique over both: they overlap
+        users = user[:, None].expand_as(rows) if self.needs_user else None
+        vectors = self.encode_news(table, rows, users)  # [B, N + C, D]
+        return self._score(vectors[:, :n], batch["history_mask"], user, vectors[:, n:])
+
+    def _score(
+        self, history: Tensor, history_mask: Tensor, user: Tensor, candidates: Tensor
+    ) -> Tensor:
+        if self.candidate_aware:
+            u = self.user_encoder(history, history_mask, user, candidates)  # [B, C, D]
+        else:
+            u = self.user_encoder(history, history_mask, user)  # [B, D]
+        return self.click_predictor(u, candidates)  # [B, C]
+
+    def exact_scores(self, batch: dict[str, Tensor], table: dict[str, Tensor]) -> Tensor:
+        """Scores of an evaluation batch (histories shared through `owner`), right for any model."""
+        owner = batch["owner"]
+        per_impression = {
+            "history": batch["history"][owner],
+            "history_mask": batch["history_mask"][owner],
+            "user": batch["user"][owner],
+            "candidates": batch["candidates"],
+        }
+        return self(per_impression, table)
+
+    def cached_scores(self, batch: dict[str, Tensor], news_vectors: Tensor) -> Tensor:
+        """Scores of an evaluation batch from precomputed news vectors [num_news, D].
+
+        Each distinct history of the batch is encoded once (`owner` maps impressions to them).
+        """
+        owner = batch["owner"]
+        history = news_vectors[batch["history"]]  # [H, N, D]
+        candidates = news_vectors[batch["candidates"]]  # [B, C, D]
+        if self.candidate_aware:
+            return self._score(
+                history[owner], batch["history_mask"][owner], batch["user"][owner], candidates
+            )
+        users = self.user_encoder(history, batch["history_mask"], batch["user"])  # [H, D]
+        return self.click_predictor(users[owner], candidates)
+
+    @property
+    def cacheable(self) -> bool:
+        """Whether news vectors can be computed once for everyone (not for NPA)."""
+        return not self.needs_user

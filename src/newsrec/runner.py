@@ -1,0 +1,220 @@
+"""What train.py and eval.py do, as functions the tests can call with a composed config."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+import hydra
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.utilities import rank_zero_only
+
+import newsrec.config  # noqa: F401  (registers the config resolvers)
+from newsrec.data.datamodule import MindDataModule
+from newsrec.data.preprocess import Vocabulary
+from newsrec.models.module import METRICS, NewsRecModule
+
+log = logging.getLogger(__name__)
+
+
+def count_parameters(module: torch.nn.Module, embeddings: bool = False) -> int:
+    """Trainable parameters; without embeddings, as the NRMS paper's Table 3 counts them."""
+    skip = set()
+    if not embeddings:
+        for m in module.modules():
+            if isinstance(m, torch.nn.Embedding):
+                skip.update(id(p) for p in m.parameters())
+    return sum(p.numel() for p in module.parameters() if p.requires_grad and id(p) not in skip)
+
+
+def _datamodule(
+    cfg: DictConfig, model_inputs: list[str] | None = None, **overrides
+) -> MindDataModule:
+    preprocess = OmegaConf.to_container(cfg.data.preprocess, resolve=True)
+    if model_inputs is not None and "vocab_fields" not in preprocess:
+        preprocess["vocab_fields"] = (
+            ["title", "abstract"] if "abstract" in model_inputs else ["title"]
+        )
+    preprocess.update(overrides.pop("preprocess", {}))
+    return hydra.utils.instantiate(cfg.data, preprocess=preprocess, _convert_="all", **overrides)
+
+
+def _word_embeddings(cfg: DictConfig, vocab: Vocabulary) -> torch.Tensor | None:
+    if cfg.get("embedding") is None:
+        return None
+    from newsrec.data.glove import embedding_matrix
+
+    matrix = embedding_matrix(cfg.embedding, vocab.words, cfg.paths.data_dir)
+    return torch.from_numpy(matrix)
+
+
+def _loggers(cfg: DictConfig) -> list:
+    return [hydra.utils.instantiate(c) for c in (cfg.get("logger") or {}).values()]
+
+
+def _callbacks(cfg: DictConfig) -> list:
+    return [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+
+
+@rank_zero_only
+def write_metrics(path: Path, metrics: dict) -> None:
+    """metrics.json, written to a temporary name and renamed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(metrics, indent=2, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def _print_metrics(metrics: dict, stage: str) -> None:
+    rows = []
+    for name in METRICS:
+        value = metrics.get(f"{stage}/{name}")
+        oracle = metrics.get(f"{stage}/oracle_{name}")
+        if value is None:
+            continue
+        rows.append(
+            f"  {name:<8} {value:.4f}" + (f"   oracle {oracle:.4f}" if oracle is not None else "")
+        )
+    if rows:
+        print(f"{stage} metrics:\n" + "\n".join(rows), flush=True)
+
+
+def train(cfg: DictConfig) -> dict:
+    """Fit, test the best checkpoint, write metrics.json; returns the metrics."""
+    pl.seed_everything(cfg.seed, workers=True)
+    out = Path(cfg.paths.output_dir)
+    datamodule = _datamodule(cfg, list(cfg.model.get("inputs", ["title"])))
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    info = datamodule.info
+    module = NewsRecModule(
+        model=cfg.model,
+        data=info.sizes(),
+        seed=cfg.seed,
+        word_embeddings=_word_embeddings(cfg, datamodule.data.vocab),
+        entity_embeddings=info.entity_embeddings,
+    )
+    loggers = _loggers(cfg)
+    trainer: pl.Trainer = hydra.utils.instantiate(
+        cfg.trainer, callbacks=_callbacks(cfg), logger=loggers or False
+    )
+    start = time.perf_counter()
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    train_time = time.perf_counter() - start
+
+    checkpoint = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
+    best = checkpoint.best_model_path if checkpoint is not None else ""
+    metrics: dict = {
+        "model": cfg.model.get("name", "model"),
+        "inputs": list(cfg.model.get("inputs", [])),
+        "seed": int(cfg.seed),
+        "data": cfg.data.source.get("preset", cfg.data.source.get("variant", "")),
+        "params": count_parameters(module.recommender, embeddings=True),
+        "params_without_embeddings": count_parameters(module.recommender),
+        "train_time_s": round(train_time, 2),
+        "epochs": int(trainer.current_epoch),
+        "best_checkpoint": best,
+        "devices": int(trainer.world_size),
+    }
+    if checkpoint is not None and checkpoint.best_model_score is not None:
+        metrics["val/auc_best"] = float(checkpoint.best_model_score)
+    if cfg.get("test", True):
+        start = time.perf_counter()
+        trainer.test(module, datamodule=datamodule, ckpt_path=best or None)
+        metrics["test_time_s"] = round(time.perf_counter() - start, 2)
+        metrics.update(
+            {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
+        )
+        _print_metrics(metrics, "test")
+    for logger in loggers:
+        params = OmegaConf.to_container(cfg, resolve=True)
+        params.pop("paths", None)
+        logger.log_hyperparams(
+            _flatten(params), {k: v for k, v in metrics.items() if k.startswith(("test/", "val/"))}
+        )
+        logger.finalize("success")
+    write_metrics(out / "metrics.json", metrics)
+    return metrics
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{name}/"))
+        else:
+            flat[name] = value if isinstance(value, (int, float, str, bool)) else str(value)
+    return flat
+
+
+def evaluate(cfg: DictConfig) -> dict:
+    """Metrics of a checkpoint on `cfg.data`'s test split, or prediction.zip if it is unlabeled."""
+    path = Path(cfg.ckpt_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"ckpt_path={path}: no such checkpoint file")
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    extra = checkpoint.get("newsrec", {})
+    saved = extra.get("preprocess", {})
+    # The checkpoint's vocabulary and lengths, so word and user ids mean what they meant.
+    keep = {
+        k: saved[k]
+        for k in ("title_len", "abstract_len", "history_len", "vocab_fields")
+        if k in saved
+    }
+    datamodule = _datamodule(cfg, preprocess=keep)
+    if "vocab" in extra:
+        datamodule.vocab = Vocabulary(**extra["vocab"])
+    datamodule.prepare_data()
+    datamodule.setup("test")
+    module = NewsRecModule.load_from_checkpoint(path, map_location="cpu")
+    trainer: pl.Trainer = hydra.utils.instantiate(
+        cfg.trainer, callbacks=_callbacks(cfg), logger=_loggers(cfg) or False
+    )
+    out = Path(cfg.paths.output_dir)
+    split = datamodule.data.splits[datamodule.test_split]
+    metrics = {"checkpoint": str(path), "split": datamodule.test_split}
+    if split.labeled:
+        trainer.test(module, datamodule=datamodule)
+        metrics.update(
+            {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
+        )
+        _print_metrics(metrics, "test")
+        write_metrics(out / "metrics.json", metrics)
+    else:
+        from newsrec.submission import write_prediction
+
+        outputs = trainer.predict(module, datamodule=datamodule)
+        scores = _gather_predictions(outputs, split)
+        target = write_prediction(
+            out / "prediction.zip",
+            np.asarray(split.impression_id),
+            scores,
+            np.asarray(split.candidate_offsets),
+        )
+        metrics["prediction"] = str(target)
+        print(f"leaderboard submission written to {target}", flush=True)
+    return metrics
+
+
+def _gather_predictions(outputs: list[dict], split) -> np.ndarray:
+    """Flat scores in behaviors.tsv order from per-batch predictions keyed by impression id."""
+    position = {int(i): k for k, i in enumerate(np.asarray(split.impression_id))}
+    offsets = np.asarray(split.candidate_offsets)
+    scores = np.full(int(offsets[-1]), np.nan, dtype=np.float64)
+    for batch in outputs:
+        for impression, row, mask in zip(
+            batch["impression"], batch["scores"], batch["mask"], strict=True
+        ):
+            k = position[int(impression)]
+            scores[offsets[k] : offsets[k + 1]] = row[mask].numpy()
+    if np.isnan(scores).any():
+        raise RuntimeError("some impressions received no prediction")
+    return scores
