@@ -1,0 +1,276 @@
+"""News encoders: news-table features of n news -> one vector per news.
+
+Interface (relied on by the Recommender): `__init__(data, ...)` with the paper's values as
+defaults; `output_dim`; `needs_user` (True when the vector depends on the reading user, NPA);
+`features`, the news-table keys the encoder reads; `forward(news, user=None) -> [n, output_dim]`
+where `news[key]` holds the rows of the news table (see `newsrec.data.info`). Word id 0 is
+padding: every mask is derived from it, and an all-padding title gives a finite vector.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from newsrec.data.info import DataInfo
+from newsrec.models.layers import (
+    AdditiveAttention,
+    KnowledgeAwareCNN,
+    MultiHeadSelfAttention,
+    PersonalizedAttention,
+    WordCNN,
+    WordEmbedding,
+    masked_mean,
+    pooling_layer,
+)
+
+
+class SelfAttentionNewsEncoder(nn.Module):
+    """NRMS news encoder: word embedding -> word self-attention -> additive word attention.
+
+    `self_attention=False` and `pooling='mean'` give the word-level ablations of the paper's
+    Figure 3. Without self-attention the news vector is pooled word embeddings (word_dim wide).
+    """
+
+    needs_user = False
+    features = ("title",)
+
+    def __init__(
+        self,
+        data: DataInfo,
+        word_dim: int = 300,  # paper: 300-d GloVe
+        dropout: float = 0.2,  # paper: 20% on word embeddings; official code: also after MHSA
+        self_attention: bool = True,
+        heads: int = 16,  # paper: 16 heads x 16 dims
+        head_dim: int = 16,
+        pooling: str = "additive",  # 'additive' (paper) or 'mean' (ablation)
+        query_dim: int = 200,  # paper: additive attention query 200
+    ) -> None:
+        super().__init__()
+        self.embedding = WordEmbedding(data, word_dim, dropout)
+        dim = word_dim
+        self.self_attention = None
+        if self_attention:
+            self.self_attention = MultiHeadSelfAttention(word_dim, heads, head_dim)
+            self.dropout = nn.Dropout(dropout)
+            dim = self.self_attention.output_dim
+        self.pooling = pooling_layer(pooling, dim, query_dim)
+        self.output_dim = dim
+
+    def forward(self, news: dict[str, Tensor], user: Tensor | None = None) -> Tensor:
+        title = news["title"]  # [n, L]
+        mask = title != 0
+        x = self.embedding(title)  # [n, L, word_dim]
+        if self.self_attention is not None:
+            x = self.dropout(self.self_attention(x, mask))  # eq. 1-2: [n, L, h*hd]
+        return self.pooling(x, mask)[0]  # eq. 3-5: [n, output_dim]
+
+
+class CNNNewsEncoder(nn.Module):
+    """Title CNN + additive word attention (the title encoder of NAML and LSTUR).
+
+    With `topic_dim > 0` the category ("topic") and subcategory embeddings are concatenated to
+    the title vector, as LSTUR does: output_dim = filters + 2 * topic_dim (400 + 100 + 100).
+    """
+
+    needs_user = False
+
+    def __init__(
+        self,
+        data: DataInfo,
+        word_dim: int = 300,
+        dropout: float = 0.2,  # recommenders: dropout 0.2 on embeddings and after the CNN
+        filters: int = 400,  # NAML / LSTUR (recommenders): 400 filters, window 3
+        window: int = 3,
+        pooling: str = "additive",
+        query_dim: int = 200,
+        topic_dim: int = 0,  # LSTUR: 100-d topic and subtopic embeddings; 0 = title only
+    ) -> None:
+        super().__init__()
+        self.embedding = WordEmbedding(data, word_dim, dropout)
+        self.cnn = WordCNN(word_dim, filters, window, dropout)
+        self.pooling = pooling_layer(pooling, filters, query_dim)
+        self.topic = self.subtopic = None
+        self.features: tuple[str, ...] = ("title",)
+        if topic_dim > 0:
+            self.topic = nn.Embedding(data.num_categories, topic_dim)
+            self.subtopic = nn.Embedding(data.num_subcategories, topic_dim)
+            self.features = ("title", "category", "subcategory")
+        self.output_dim = filters + 2 * topic_dim
+
+    def forward(self, news: dict[str, Tensor], user: Tensor | None = None) -> Tensor:
+        title = news["title"]  # [n, L]
+        mask = title != 0
+        x = self.cnn(self.embedding(title), mask)  # [n, L, filters]
+        r = self.pooling(x, mask)[0]  # [n, filters]
+        if self.topic is None:
+            return r
+        return torch.cat([r, self.topic(news["category"]), self.subtopic(news["subcategory"])], -1)
+
+
+class PersonalizedNewsEncoder(nn.Module):
+    """NPA news encoder: title CNN, then attention whose query comes from the user's ID.
+
+    The news vector depends on the user, hence `needs_user`. NPA derives the word-level and
+    the news-level query from one user embedding; here the news and user encoders are
+    separate modules, so each has its own user-ID embedding (same size, same role).
+    User row 0 (unseen in training) has a zero embedding, i.e. a fixed generic query.
+    """
+
+    needs_user = True
+    features = ("title",)
+
+    def __init__(
+        self,
+        data: DataInfo,
+        word_dim: int = 300,
+        dropout: float = 0.2,  # NPA paper: 0.2
+        filters: int = 400,  # NPA paper: 400 filters, window 3
+        window: int = 3,
+        user_dim: int = 100,  # recommenders: user embedding 100 (NPA paper: 50)
+        query_dim: int = 200,  # NPA paper: preference query 200
+    ) -> None:
+        super().__init__()
+        self.embedding = WordEmbedding(data, word_dim, dropout)
+        self.cnn = WordCNN(word_dim, filters, window, dropout)
+        self.user_embedding = nn.Embedding(data.num_users, user_dim, padding_idx=0)
+        self.attention = PersonalizedAttention(filters, user_dim, query_dim)
+        self.output_dim = filters
+
+    def forward(self, news: dict[str, Tensor], user: Tensor | None = None) -> Tensor:
+        if user is None:
+            raise ValueError("NPA's news encoder needs the user of every news row (needs_user)")
+        title = news["title"]  # [n, L]
+        mask = title != 0
+        x = self.cnn(self.embedding(title), mask)  # [n, L, filters]
+        return self.attention(x, mask, self.user_embedding(user))[0]  # [n, filters]
+
+
+class MultiViewNewsEncoder(nn.Module):
+    """NAML news encoder: each view gives a vector, view-level additive attention mixes them.
+
+    Title and abstract: CNN + additive word attention each (word embeddings shared, CNNs
+    separate); category and subcategory: 100-d embedding -> dense to `filters` with ReLU.
+    An abstract or title that is all padding still gives a zero view vector, which simply
+    takes part in the view attention (a news always has a category row, possibly 0).
+    """
+
+    needs_user = False
+    VIEWS = ("title", "abstract", "category", "subcategory")
+
+    def __init__(
+        self,
+        data: DataInfo,
+        word_dim: int = 300,
+        dropout: float = 0.2,
+        filters: int = 400,  # NAML (recommenders): 400 filters, window 3
+        window: int = 3,
+        query_dim: int = 200,
+        category_dim: int = 100,  # recommenders: category and subcategory embeddings 100-d
+        views: Sequence[str] = VIEWS,
+    ) -> None:
+        super().__init__()
+        unknown = set(views) - set(self.VIEWS)
+        if unknown or not views:
+            raise ValueError(f"NAML views must be a non-empty subset of {self.VIEWS}: {views}")
+        self.views = tuple(views)
+        self.features = self.views
+        self.embedding = WordEmbedding(data, word_dim, dropout)
+        self.text = nn.ModuleDict()
+        self.text_pooling = nn.ModuleDict()
+        self.category = nn.ModuleDict()
+        self.category_dense = nn.ModuleDict()
+        sizes = {"category": data.num_categories, "subcategory": data.num_subcategories}
+        for view in self.views:
+            if view in ("title", "abstract"):
+                self.text[view] = WordCNN(word_dim, filters, window, dropout)
+                self.text_pooling[view] = AdditiveAttention(filters, query_dim)
+            else:
+                self.category[view] = nn.Embedding(sizes[view], category_dim)
+                self.category_dense[view] = nn.Sequential(
+                    nn.Linear(category_dim, filters), nn.ReLU()
+                )
+        self.view_attention = AdditiveAttention(filters, query_dim)
+        self.output_dim = filters
+
+    def forward(self, news: dict[str, Tensor], user: Tensor | None = None) -> Tensor:
+        vectors = []
+        for view in self.views:
+            if view in self.text:
+                words = news[view]  # [n, L]
+                mask = words != 0
+                x = self.text[view](self.embedding(words), mask)  # [n, L, filters]
+                vectors.append(self.text_pooling[view](x, mask)[0])
+            else:
+                vectors.append(self.category_dense[view](self.category[view](news[view])))
+        v = torch.stack(vectors, dim=1)  # [n, views, filters]
+        all_views = torch.ones(v.shape[:2], dtype=torch.bool, device=v.device)
+        return self.view_attention(v, all_views)[0]  # [n, filters]
+
+
+class KnowledgeAwareNewsEncoder(nn.Module):
+    """DKN news encoder: KCNN over title words aligned with their entities.
+
+    Entity vectors are initialised from `data.entity_embeddings` (MIND's 100-d TransE) when
+    given and fine-tuned like the words; entity id 0 means "no entity" and contributes a zero
+    channel. Word width defaults to 300 (the GloVe vectors every model here shares; the DKN
+    paper used 100-d words).
+    """
+
+    needs_user = False
+    features = ("title", "title_entities")
+
+    def __init__(
+        self,
+        data: DataInfo,
+        word_dim: int = 300,
+        dropout: float = 0.2,
+        filters: int = 100,  # DKN paper: 100 filters per window size
+        windows: Sequence[int] = (1, 2, 3),  # DKN paper: windows 1, 2, 3
+    ) -> None:
+        super().__init__()
+        self.embedding = WordEmbedding(data, word_dim, dropout)
+        self.entity_embedding = nn.Embedding(data.num_entities, data.entity_dim, padding_idx=0)
+        if data.entity_embeddings is not None:
+            if tuple(data.entity_embeddings.shape) != (data.num_entities, data.entity_dim):
+                raise ValueError(
+                    f"entity embeddings have shape {tuple(data.entity_embeddings.shape)}, "
+                    f"expected ({data.num_entities}, {data.entity_dim}) from DataInfo"
+                )
+            with torch.no_grad():
+                self.entity_embedding.weight.copy_(data.entity_embeddings)
+                self.entity_embedding.weight[0].zero_()
+        self.kcnn = KnowledgeAwareCNN(word_dim, data.entity_dim, filters, windows)
+        self.output_dim = self.kcnn.output_dim
+
+    def forward(self, news: dict[str, Tensor], user: Tensor | None = None) -> Tensor:
+        title, entities = news["title"], news["title_entities"]  # [n, L] each
+        words = self.embedding(title)  # [n, L, word_dim]
+        return self.kcnn(words, self.entity_embedding(entities), title != 0, entities != 0)
+
+
+class BagOfWordsNewsEncoder(nn.Module):
+    """News vector for the GRU baseline (Okura et al., 2017): mean word embedding -> dense, tanh.
+
+    Okura et al. embed an article with a denoising autoencoder over its bag of words, i.e. an
+    order-free text encoder followed by one non-linear layer; a mean of word embeddings
+    through a dense tanh layer is the trainable, end-to-end counterpart of that encoder.
+    """
+
+    needs_user = False
+    features = ("title",)
+
+    def __init__(
+        self, data: DataInfo, word_dim: int = 300, dropout: float = 0.2, dim: int = 400
+    ) -> None:
+        super().__init__()
+        self.embedding = WordEmbedding(data, word_dim, dropout)
+        self.dense = nn.Linear(word_dim, dim)
+        self.output_dim = dim
+
+    def forward(self, news: dict[str, Tensor], user: Tensor | None = None) -> Tensor:
+        title = news["title"]  # [n, L]
+        x = masked_mean(self.embedding(title), title != 0)  # [n, word_dim]
+        return torch.tanh(self.dense(x))  # [n, dim]
