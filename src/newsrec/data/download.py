@@ -1,0 +1,518 @@
+"""Fetch MIND (and GloVe) zips from a list of mirrors, check them, and unpack them safely.
+
+Why this much care: the zips are large (MIND-large train is about half a gigabyte, GloVe
+840B two), mirrors die or answer with an HTML error page, connections drop, and a
+half-extracted folder that looks complete would silently poison every later run. So:
+
+- downloads go to `<name>.part` and resume with an HTTP Range request;
+- every zip is checked (CRCs and required members) before it is trusted;
+- extraction refuses members that would land outside the target, and is all-or-nothing:
+  the finished folder appears, by one rename, only when every file is written.
+
+Mirrors are URL templates holding `{name}`. `hf://[datasets/|models/]<owner>/<repo>/{name}`
+is a file of a Hugging Face repository, fetched with `huggingface_hub.hf_hub_download`
+(a dataset repository unless the `models/` prefix says otherwise).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import posixpath
+import re
+import shutil
+import tempfile
+import urllib.error
+import urllib.request
+import zipfile
+import zlib
+from collections.abc import Sequence
+from http.client import HTTPException
+from pathlib import Path
+from typing import BinaryIO
+
+from newsrec.data.info import SplitPaths
+
+log = logging.getLogger(__name__)
+
+MIND_MEMBERS = ("behaviors.tsv", "news.tsv")
+
+DEFAULT_MIND_MIRRORS = (
+    "hf://yjw1029/MIND/{name}",
+    "https://mind201910small.blob.core.windows.net/release/{name}",
+    # The only one that still has MINDdemo_*.zip.
+    "https://recodatasets.z20.web.core.windows.net/newsrec/{name}",
+)
+
+_VARIANTS = {
+    # variant: (zip/folder prefix, splits)
+    "demo": ("MINDdemo", ("train", "dev")),
+    "small": ("MINDsmall", ("train", "dev")),
+    "large": ("MINDlarge", ("train", "dev", "test")),
+}
+
+_USER_AGENT = "newsrec-downloader/0.1 (+urllib)"
+
+
+class DownloadError(RuntimeError):
+    """A file could not be fetched: network, HTTP status, or a transfer cut short."""
+
+
+class CorruptZipError(RuntimeError):
+    """A zip on disk is unreadable, fails its CRC check, or lacks a member it must hold."""
+
+
+class UnsafeZipError(ValueError):
+    """A zip member would be written outside the extraction folder (path traversal, symlink)."""
+
+
+# --------------------------------------------------------------------------------------------
+# One file over HTTP(S)
+
+
+def _content_range(header: str | None) -> tuple[int | None, int | None]:
+    """(first byte, total size) from `bytes a-b/total` or `bytes */total`; None where unknown."""
+    if not header:
+        return None, None
+    match = re.fullmatch(r"\s*bytes\s+(?:(\d+)-\d+|\*)/(\d+|\*)\s*", header)
+    if not match:
+        return None, None
+    start = int(match.group(1)) if match.group(1) is not None else None
+    total = int(match.group(2)) if match.group(2) != "*" else None
+    return start, total
+
+
+def _progress_bar(enabled: bool):  # -> rich.progress.Progress
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        disable=not enabled,
+    )
+
+
+def download_file(
+    url: str,
+    dest: str | Path,
+    *,
+    progress: bool = True,
+    chunk_size: int = 1 << 20,
+    timeout: float = 30,
+) -> Path:
+    """Download `url` to `dest`, resuming an earlier partial download; return `dest`.
+
+    Bytes go to `dest` + ".part" and the file is renamed to `dest` only once complete, so
+    `dest` existing means the whole file arrived. An existing .part is resumed with a
+    `Range: bytes=N-` request: a 206 answer appends, a 200 answer (a server that cannot
+    resume) restarts from zero, a 416 answer means the .part already holds the whole file.
+    A transfer shorter than the announced size raises DownloadError and keeps the .part,
+    so running again resumes. An existing `dest` is overwritten.
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_suffix(dest.suffix + ".part")
+
+    # A second pass only happens when the .part cannot be a prefix of the file (see below).
+    for _ in range(2):
+        offset = part.stat().st_size if part.exists() else 0
+        headers = {"User-Agent": _USER_AGENT}
+        if offset:
+            headers["Range"] = f"bytes={offset}-"
+        request = urllib.request.Request(url, headers=headers)
+        try:
+            response = urllib.request.urlopen(request, timeout=timeout)
+        except urllib.error.HTTPError as err:
+            if err.code == 416 and offset:
+                _, total = _content_range(err.headers.get("Content-Range"))
+                if total is None or total == offset:
+                    log.info("%s: already complete (%d bytes)", dest.name, offset)
+                    part.replace(dest)
+                    return dest
+                # The .part is longer than the file: it is not a prefix of it.
+                log.warning("%s: partial file larger than the remote file; restarting", part)
+                part.unlink()
+                continue
+            raise DownloadError(f"{url}: HTTP {err.code} {err.reason}") from err
+        except (urllib.error.URLError, OSError, HTTPException) as err:
+            reason = getattr(err, "reason", err)
+            raise DownloadError(f"{url}: {reason}") from err
+
+        with response:
+            status = response.status or 200  # file:// answers carry no status
+            length_header = response.headers.get("Content-Length")
+            length = int(length_header) if length_header and length_header.isdigit() else None
+            if offset and status == 206:
+                start, total = _content_range(response.headers.get("Content-Range"))
+                if start is not None and start != offset:
+                    log.warning(
+                        "%s: server resumed at byte %s, not %d; restarting", url, start, offset
+                    )
+                    part.unlink()
+                    continue
+                mode = "ab"
+                if total is None and length is not None:
+                    total = offset + length
+            else:
+                if offset:
+                    log.info("%s: server ignored the Range request; downloading from zero", url)
+                offset, mode, total = 0, "wb", length
+            received = _stream(
+                response, url, part, mode, offset, total, length, progress, chunk_size
+            )
+
+        if length is not None and received != length:
+            raise DownloadError(
+                f"{url}: the server announced {length} bytes but sent {received}. "
+                f"The partial file {part} is kept: run again to resume."
+            )
+        size = part.stat().st_size
+        if total is not None and size != total:
+            raise DownloadError(
+                f"{url}: {part} holds {size} bytes, the file has {total}. Run again to resume, "
+                f"or delete {part} to start afresh."
+            )
+        part.replace(dest)
+        return dest
+    raise DownloadError(f"{url}: could not resume into {part}; delete it and run again")
+
+
+def _stream(
+    response: BinaryIO,
+    url: str,
+    part: Path,
+    mode: str,
+    offset: int,
+    total: int | None,
+    length: int | None,
+    progress: bool,
+    chunk_size: int,
+) -> int:
+    """Copy the response body into `part`; return how many bytes this response delivered."""
+    received = 0
+    with open(part, mode) as out, _progress_bar(progress) as bar:
+        task = bar.add_task(part.name.removesuffix(".part"), total=total, completed=offset)
+        try:
+            while True:
+                chunk = response.read(chunk_size)
+                if not chunk:
+                    break
+                out.write(chunk)
+                received += len(chunk)
+                bar.update(task, advance=len(chunk))
+        except (OSError, HTTPException) as err:
+            # The bytes written so far stay in the .part for the next attempt to resume.
+            out.flush()
+            expected = f" of {length}" if length is not None else ""
+            raise DownloadError(
+                f"{url}: connection lost after {received}{expected} bytes ({err}). "
+                f"The partial file {part} is kept: run again to resume."
+            ) from err
+    return received
+
+
+# --------------------------------------------------------------------------------------------
+# Mirrors
+
+
+def _mirror_source(template: str, name: str) -> str:
+    """The URL (or hf:// address) of `name` on a mirror; a template without {name} gets it appended."""
+    if "{name}" in template:
+        return template.replace("{name}", name)
+    return template.rstrip("/") + "/" + name
+
+
+def _split_hf(source: str) -> tuple[str, str, str]:
+    """hf://[datasets/|models/]owner/repo/path/in/repo -> (repo_id, filename, repo_type)."""
+    parts = source.removeprefix("hf://").strip("/").split("/")
+    repo_type = "dataset"
+    if parts and parts[0] in ("datasets", "models"):
+        repo_type = "dataset" if parts.pop(0) == "datasets" else "model"
+    if len(parts) < 3:
+        raise ValueError(f"{source}: expected hf://[datasets/|models/]<owner>/<repo>/<file>")
+    return "/".join(parts[:2]), "/".join(parts[2:]), repo_type
+
+
+def _download_hf(source: str, dest: Path) -> Path:
+    """Fetch an hf:// file into dest's folder (hf_hub_download resumes and caches on its own)."""
+    import huggingface_hub
+
+    repo_id, filename, repo_type = _split_hf(source)
+    local = huggingface_hub.hf_hub_download(
+        repo_id,
+        filename,
+        repo_type=repo_type,
+        local_dir=dest.parent,
+        # Read now, not at import: a Hub mirror set after start-up (or by a test) still counts.
+        endpoint=os.environ.get("HF_ENDPOINT") or None,
+    )
+    local = Path(local)
+    if local.resolve() != dest.resolve():  # a file in a repo subfolder: bring it to dest
+        shutil.move(str(local), dest)
+    return dest
+
+
+def fetch_zip(
+    name: str,
+    mirrors: Sequence[str],
+    cache_dir: str | Path,
+    *,
+    required: Sequence[str] = MIND_MEMBERS,
+    progress: bool = True,
+) -> Path:
+    """Return `cache_dir/name`, a checked zip, downloading it from the first mirror that works.
+
+    A zip already in the cache is checked and reused (a corrupt one raises CorruptZipError
+    saying to delete it: it may be a file the user put there, so it is not deleted here). A
+    freshly downloaded zip that fails the check (a mirror serving an error page, say) is
+    deleted and the next mirror tried. Every mirror's failure is logged, and if all fail the
+    error lists each mirror with its reason. `required` names the members the zip must hold
+    (at its top level or inside a single top-level folder).
+    """
+    cache_dir = Path(cache_dir)
+    dest = cache_dir / name
+    if dest.exists():
+        check_zip(dest, required)
+        return dest
+    if not mirrors:
+        raise ValueError(f"no mirror given to download {name} from")
+    cache_dir.mkdir(parents=True, exist_ok=True)
+
+    failures: list[tuple[str, str]] = []
+    for template in mirrors:
+        source = _mirror_source(template, name)
+        try:
+            if source.startswith("hf://"):
+                _download_hf(source, dest)
+            else:
+                download_file(source, dest, progress=progress)
+            check_zip(dest, required)
+            log.info("%s: downloaded from %s", name, source)
+            return dest
+        except CorruptZipError as err:
+            dest.unlink(missing_ok=True)
+            failures.append((source, f"served a bad zip: {err}"))
+        except Exception as err:  # any failure of one mirror means: try the next one
+            failures.append((source, f"{type(err).__name__}: {err}"))
+        log.warning("%s: mirror %s failed: %s", name, source, failures[-1][1])
+
+    listing = "\n".join(f"  - {source}: {reason}" for source, reason in failures)
+    raise DownloadError(
+        f"could not download {name} from any mirror:\n{listing}\n"
+        f"Check the network, add a working mirror to the config, or download {name} by hand "
+        f"into {cache_dir}/."
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Zips
+
+
+def _top_folder(names: Sequence[str]) -> str:
+    """'X/' when every member lives under one top-level folder X, else ''.
+
+    macOS's `__MACOSX/` resource-fork folder is ignored: it is extracted into the temporary
+    folder and deleted with it.
+    """
+    cleaned = [n.replace("\\", "/").lstrip("/") for n in names]
+    cleaned = [n for n in cleaned if n and not n.startswith("__MACOSX/")]
+    tops = {n.split("/", 1)[0] for n in cleaned}
+    if len(tops) != 1:
+        return ""
+    top = next(iter(tops)) + "/"
+    return top if all(n.startswith(top) for n in cleaned) else ""
+
+
+def _unreadable(path: Path, err: NotImplementedError) -> CorruptZipError:
+    # Deflate64 (some Windows tools) and friends: deleting and downloading again won't help.
+    return CorruptZipError(
+        f"{path} uses a compression method Python's zipfile cannot read ({err}). Unzip it with "
+        "another tool (unzip, 7z) and point the data source's data_dir at the unzipped folders."
+    )
+
+
+def _corrupt(path: Path, why: str) -> CorruptZipError:
+    return CorruptZipError(
+        f"{path} is not a usable zip: {why}. Delete it and run again to download it afresh."
+    )
+
+
+def check_zip(path: str | Path, required: Sequence[str] = MIND_MEMBERS) -> None:
+    """Raise CorruptZipError unless `path` is a readable zip holding every `required` member.
+
+    Every member's CRC is verified once (`ZipFile.testzip`, which reads the whole archive);
+    a `<zip>.verified` stamp (size and mtime) next to the zip skips that on later runs, since
+    re-reading a 2 GB GloVe zip on every start would cost a minute.
+    """
+    path = Path(path)
+    stamp_file = path.with_name(path.name + ".verified")
+    try:
+        stat = path.stat()
+        stamp = f"{stat.st_size} {stat.st_mtime_ns}"
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+            prefix = _top_folder(names)
+            present = set(names)
+            missing = [m for m in required if m not in present and prefix + m not in present]
+            if missing:
+                raise _corrupt(path, f"it lacks {', '.join(missing)} (wrong file?)")
+            if stamp_file.exists() and stamp_file.read_text().strip() == stamp:
+                return
+            bad = zf.testzip()
+            if bad is not None:
+                raise _corrupt(path, f"member {bad} fails its CRC check")
+    except CorruptZipError:
+        raise
+    except NotImplementedError as err:
+        raise _unreadable(path, err) from err
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as err:
+        raise _corrupt(path, str(err) or type(err).__name__) from err
+    stamp_file.write_text(stamp)
+
+
+def _check_member(info: zipfile.ZipInfo, zip_path: Path, base: str) -> None:
+    """Refuse a member whose path is absolute, climbs out with '..', or is a symlink."""
+    name = info.filename.replace("\\", "/")
+    mode = info.external_attr >> 16
+    if (mode & 0o170000) == 0o120000:
+        raise UnsafeZipError(
+            f"{zip_path}: member {info.filename!r} is a symlink; refusing to extract"
+        )
+    if name.startswith("/") or re.match(r"^[A-Za-z]:", name):
+        raise UnsafeZipError(f"{zip_path}: member {info.filename!r} has an absolute path")
+    resolved = posixpath.normpath(posixpath.join(base, name))
+    if ".." in name.split("/") or not (resolved == base or resolved.startswith(base + "/")):
+        raise UnsafeZipError(
+            f"{zip_path}: member {info.filename!r} would be written outside the target folder"
+        )
+
+
+def safe_extract(zip_path: str | Path, target: str | Path) -> Path:
+    """Extract `zip_path` into the new folder `target`, all or nothing; return `target`.
+
+    Every member is checked before anything is written (UnsafeZipError for `../`, absolute
+    names, symlinks). Files go to a hidden temporary sibling of `target`, which is renamed
+    to `target` once complete, so `target` never exists half-written; on any error the
+    temporary folder is removed. A zip whose members all sit in one top-level folder (some
+    repackaged MIND zips) has that folder's content become `target`. An existing `target`
+    raises FileExistsError rather than being overwritten.
+    """
+    zip_path, target = Path(zip_path), Path(target)
+    if target.exists():
+        raise FileExistsError(f"{target} already exists; delete it to extract {zip_path} again")
+    try:
+        zf = zipfile.ZipFile(zip_path)
+    except (zipfile.BadZipFile, OSError) as err:
+        raise _corrupt(zip_path, str(err)) from err
+    with zf:
+        infos = zf.infolist()
+        for info in infos:
+            _check_member(info, zip_path, "/extract-root")
+        prefix = _top_folder([i.filename for i in infos])
+
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+        try:
+            for info in infos:
+                zf.extract(info, tmp)
+            os.replace(tmp / prefix if prefix else tmp, target)
+        except (zipfile.BadZipFile, zlib.error, EOFError) as err:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise _corrupt(zip_path, str(err) or type(err).__name__) from err
+        except NotImplementedError as err:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise _unreadable(zip_path, err) from err
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        if prefix:
+            shutil.rmtree(tmp, ignore_errors=True)  # only the emptied wrapper is left
+    return target
+
+
+# --------------------------------------------------------------------------------------------
+# MIND
+
+
+def _require_split_files(folder: Path, hint: str) -> Path:
+    missing = [m for m in MIND_MEMBERS if not (folder / m).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{folder} lacks {', '.join(missing)}. {hint}")
+    return folder
+
+
+class MindSource:
+    """Where the MIND files come from: an unzipped copy on disk, or zips fetched from mirrors.
+
+    `variant` is demo, small or large (zips `MINDdemo_train.zip`, `MINDsmall_dev.zip`,
+    `MINDlarge_test.zip`, ...; large adds the unlabeled test split). With `data_dir`, MIND is
+    already unzipped there (`MINDsmall_train/`, `MINDsmall_dev/` side by side) and nothing is
+    downloaded. Otherwise `prepare(root)` downloads missing zips into root/mind/zips/ and
+    extracts each to root/mind/MIND<variant>_<split>/; finished folders are reused.
+    """
+
+    def __init__(
+        self,
+        variant: str = "small",
+        mirrors: Sequence[str] | None = None,
+        data_dir: str | Path | None = None,
+    ) -> None:
+        if variant not in _VARIANTS:
+            raise ValueError(
+                f"unknown MIND variant {variant!r}; expected one of {sorted(_VARIANTS)}"
+            )
+        self.variant = variant
+        self.mirrors = list(mirrors) if mirrors is not None else list(DEFAULT_MIND_MIRRORS)
+        self.data_dir = Path(data_dir).expanduser() if data_dir else None
+
+    @property
+    def splits(self) -> tuple[str, ...]:
+        return _VARIANTS[self.variant][1]
+
+    def folder_name(self, split: str) -> str:
+        return f"{_VARIANTS[self.variant][0]}_{split}"
+
+    def zip_name(self, split: str) -> str:
+        return self.folder_name(split) + ".zip"
+
+    def prepare(self, root: str | Path) -> SplitPaths:
+        """Make sure every split is on disk, unzipped; return where (no truth file in MIND)."""
+        if self.data_dir is not None:
+            folders = {split: self._given_folder(split) for split in self.splits}
+        else:
+            folders = {
+                split: self._fetched_folder(Path(root) / "mind", split) for split in self.splits
+            }
+        return SplitPaths(
+            train=folders["train"], dev=folders["dev"], test=folders.get("test"), has_truth=False
+        )
+
+    def _given_folder(self, split: str) -> Path:
+        assert self.data_dir is not None
+        folder = self.data_dir / self.folder_name(split)
+        expected = ", ".join(self.folder_name(s) + "/" for s in self.splits)
+        if not folder.is_dir():
+            raise FileNotFoundError(
+                f"MIND folder {folder} not found: data_dir={self.data_dir} should hold {expected} "
+                f"side by side (the unzipped {self.zip_name(split)} and its siblings), "
+                "or set data_dir to null to download MIND."
+            )
+        return _require_split_files(folder, f"It should be the unzipped {self.zip_name(split)}.")
+
+    def _fetched_folder(self, base: Path, split: str) -> Path:
+        target = base / self.folder_name(split)
+        if not target.exists():
+            zip_path = fetch_zip(self.zip_name(split), self.mirrors, base / "zips")
+            log.info("extracting %s to %s", zip_path.name, target)
+            safe_extract(zip_path, target)
+        return _require_split_files(target, "Delete that folder and run again to re-extract it.")
