@@ -7,13 +7,6 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from fixtures_mind import (  # noqa: F401  (no_internet is a fixture)
-    make_mind_zip,
-    no_internet,
-    serve_folder,
-    sha256,
-    write_mind_split,
-)
 
 from newsrec.data import download
 from newsrec.data.download import (
@@ -25,6 +18,14 @@ from newsrec.data.download import (
     download_file,
     fetch_zip,
     safe_extract,
+)
+
+from fixtures_mind import (  # noqa: F401  (no_internet is a fixture)
+    make_mind_zip,
+    no_internet,
+    serve_folder,
+    sha256,
+    write_mind_split,
 )
 
 pytestmark = pytest.mark.usefixtures("no_internet")

