@@ -75,11 +75,12 @@ class NewsRecModule(pl.LightningModule):
         self.extra = checkpoint.get("newsrec", {})
 
     # -- training -----------------------------------------------------------------------------
-    def on_train_epoch_start(self) -> None:
-        # Dropout masks drawn from a seed of (run seed, epoch): a run resumed from a
-        # checkpoint continues exactly as the uninterrupted run would have.
-        epoch_seed = zlib.crc32(f"{self.seed}:{self.current_epoch}:{self.global_rank}".encode())
-        torch.manual_seed(epoch_seed)
+    def on_train_batch_start(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        # Dropout masks from a seed of (run seed, epoch, batch, rank): a run resumed from a
+        # checkpoint continues exactly as the uninterrupted run would have, whatever else
+        # (a DataLoader iterator, a sanity check) drew from the global generator meanwhile.
+        key = f"{self.seed}:{self.current_epoch}:{batch_idx}:{self.global_rank}"
+        torch.manual_seed(zlib.crc32(key.encode()))
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         logits = self.recommender(batch, self.table)  # [B, 1 + K]

@@ -1,0 +1,141 @@
+"""train.py / eval.py end to end on the tiny synthetic world (CPU, deterministic)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from newsrec.runner import evaluate, train
+from newsrec.score import score_files
+
+from conftest import SMALL_NRMS, make_config
+
+ROOT = Path(__file__).resolve().parents[1]
+METRIC_KEYS = ["test/auc", "test/mrr", "test/ndcg@5", "test/ndcg@10"]
+
+
+@pytest.fixture(scope="module")
+def trained(data_dir, tmp_path_factory):
+    """One small NRMS run (2 epochs) shared by the tests that read its outputs."""
+    out = tmp_path_factory.mktemp("run")
+    cfg = make_config(
+        "train",
+        ["data=synthetic_tiny", "trainer=cpu", "trainer.max_epochs=2", *SMALL_NRMS],
+        data_dir,
+        out,
+    )
+    return out, train(cfg)
+
+
+def test_train_writes_metrics_json_with_the_oracle(trained):
+    out, metrics = trained
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved == metrics
+    for key in METRIC_KEYS:
+        assert 0.0 <= saved[key] <= 1.0
+        oracle = saved[key.replace("test/", "test/oracle_")]
+        assert saved[key] <= oracle + 0.05  # no model beats the truth by more than noise
+    assert saved["model"] == "nrms" and saved["epochs"] == 2
+    assert Path(saved["best_checkpoint"]).is_file()
+    assert (out / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_eval_reproduces_the_test_metrics_of_train(trained, data_dir, tmp_path):
+    out, metrics = trained
+    cfg = make_config(
+        "eval",
+        ["data=synthetic_tiny", "trainer=cpu", f"ckpt_path={metrics['best_checkpoint']}"],
+        data_dir,
+        tmp_path,
+    )
+    again = evaluate(cfg)
+    for key in METRIC_KEYS:
+        assert again[key] == pytest.approx(metrics[key], abs=1e-6)
+    assert json.loads((tmp_path / "metrics.json").read_text())["test/auc"] == again["test/auc"]
+
+
+def test_the_submission_for_the_unlabeled_split_scores_what_eval_reports(
+    trained, data_dir, tiny_paths, tmp_path
+):
+    _, metrics = trained
+    cfg = make_config(
+        "eval",
+        [
+            "data=synthetic_tiny",
+            "data.test_split=test",
+            "trainer=cpu",
+            f"ckpt_path={metrics['best_checkpoint']}",
+        ],
+        data_dir,
+        tmp_path,
+    )
+    reported = evaluate(cfg)
+    prediction = tmp_path / "prediction.zip"
+    assert Path(reported["prediction"]) == prediction
+    scored = score_files(tiny_paths.test / "truth.txt", prediction)
+    for key in METRIC_KEYS:
+        assert scored[key.removeprefix("test/")] == pytest.approx(reported[key], abs=1e-9)
+
+
+def test_tensorboard_holds_scalars_and_hyperparameters(trained):
+    out, metrics = trained
+    files = list((out / "tensorboard").rglob("events.out.tfevents*"))
+    assert files
+    tags: set[str] = set()
+    plugins: set[str] = set()
+    for file in files:
+        acc = EventAccumulator(str(file))
+        acc.Reload()
+        tags |= set(acc.Tags()["scalars"])
+        try:
+            plugins |= set(acc.PluginTagToContent("hparams"))
+        except KeyError:  # an event file without hyperparameters
+            pass
+    assert {"train/loss", "val/auc", "val/mrr", "val/ndcg@10"} <= tags
+    assert {"test/auc", "test/oracle_auc"} <= tags
+    assert {"_hparams_/experiment", "_hparams_/session_start_info"} <= plugins
+
+
+def test_resumed_run_ends_like_an_uninterrupted_one(trained, data_dir, tmp_path):
+    _, uninterrupted = trained
+    first = tmp_path / "first"
+    base = ["data=synthetic_tiny", "trainer=cpu", *SMALL_NRMS]
+    train(make_config("train", [*base, "trainer.max_epochs=1", "test=false"], data_dir, first))
+    last = first / "checkpoints" / "last.ckpt"
+    resumed = train(
+        make_config(
+            "train", [*base, "trainer.max_epochs=2", f"ckpt_path={last}"], data_dir, tmp_path / "r"
+        )
+    )
+    for key in [*METRIC_KEYS, "val/auc_best"]:
+        assert resumed[key] == pytest.approx(uninterrupted[key], abs=1e-6), key
+
+
+def test_train_py_command_line(data_dir, tmp_path):
+    """The real entry point: Hydra run folder, metrics printed and written."""
+    env = {**os.environ, "NEWSREC_DATA_DIR": str(data_dir)}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "train.py",
+            "data=synthetic_tiny",
+            "trainer.max_epochs=1",
+            f"hydra.run.dir={tmp_path}",
+            *SMALL_NRMS,
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "oracle" in result.stdout and "auc" in result.stdout
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert set(METRIC_KEYS) <= set(metrics)
