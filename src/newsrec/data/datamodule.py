@@ -240,6 +240,14 @@ class EvalBatchSampler:
             yield np.arange(begin, end)
 
 
+def _ragged_rows(offsets: np.ndarray, values: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """The values of ragged rows `rows`, concatenated."""
+    starts, ends = offsets[rows], offsets[rows + 1]
+    lengths = ends - starts
+    index = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths - starts, lengths)
+    return np.asarray(values)[index]
+
+
 def _identity(batch):
     return batch
 
@@ -348,6 +356,17 @@ class MindDataModule(pl.LightningDataModule):
             arrays = self.data.splits[split]
             rows = np.arange(len(arrays))
         return EvalImpressions(arrays, rows, self.preprocess_config.history_len)
+
+    def eval_news(self, split: str) -> torch.Tensor:
+        """News rows an evaluation of `split` reads (candidates and histories), row 0 included."""
+        if split == "val":
+            arrays, rows = self.data.splits["train"], self.val_rows
+        else:
+            arrays = self.data.splits[split]
+            rows = np.arange(len(arrays))
+        cands = _ragged_rows(arrays.candidate_offsets, arrays.candidates, rows)
+        hist = _ragged_rows(arrays.history_offsets, arrays.history, rows)
+        return torch.from_numpy(np.union1d(np.union1d(cands, hist), [0]).astype(np.int64))
 
     def _eval_loader(self, split: str) -> DataLoader:
         dataset = self.eval_dataset(split)

@@ -63,19 +63,46 @@ class Recommender(nn.Module):
         else:
             unique, inverse = torch.unique(flat, return_inverse=True)
             news_rows, users = unique, None
-        features = {name: table[name][news_rows] for name in self.features}
-        vectors = self.news_encoder(features, user=users)  # [U, D]
+        vectors = self.news_encoder(self._features(table, news_rows), user=users)  # [U, D]
         return vectors[inverse].view(*rows.shape, -1)
 
-    def encode_all_news(self, table: dict[str, Tensor], chunk: int = 4096) -> Tensor:
-        """Every row of the news table -> [num_news, D] (not for user-dependent encoders)."""
-        n = table["title"].shape[0]
-        device = table["title"].device
-        parts = []
-        for start in range(0, n, chunk):
-            rows = torch.arange(start, min(n, start + chunk), device=device)
-            parts.append(self.news_encoder({k: table[k][rows] for k in self.features}))
-        return torch.cat(parts)
+    def _features(self, table: dict[str, Tensor], rows: Tensor) -> dict[str, Tensor]:
+        """News-table features of `rows`, text cut to the longest text among them.
+
+        Titles average ~11.5 of their 30 slots: the cut saves a third or more of the encoder's
+        work and changes nothing, since padded positions are masked in every encoder.
+        """
+        features = {name: table[name][rows] for name in self.features}
+        for text, aligned in (("title", "title_entities"), ("abstract", None)):
+            if text in features and features[text].shape[0]:
+                used = (features[text] != 0).any(0).nonzero()  # columns with a real word
+                length = int(used.max()) + 1 if len(used) else 1
+                features[text] = features[text][:, :length]
+                if aligned in features:
+                    features[aligned] = features[aligned][:, :length]
+        return features
+
+    def encode_all_news(
+        self, table: dict[str, Tensor], rows: Tensor | None = None, chunk: int = 2048
+    ) -> Tensor:
+        """Vectors [num_news, D] of the news table's `rows` (default all; other rows zero).
+
+        Rows are encoded in chunks of similar title length, so each chunk is cut short.
+        Not for user-dependent news encoders (NPA).
+        """
+        title = table["title"]
+        if rows is None:
+            rows = torch.arange(title.shape[0], device=title.device)
+        lengths = (title[rows] != 0).sum(1)
+        rows = rows[torch.argsort(lengths, stable=True)]
+        out = None
+        for start in range(0, len(rows), chunk):
+            part = rows[start : start + chunk]
+            vectors = self.news_encoder(self._features(table, part))
+            if out is None:
+                out = vectors.new_zeros(title.shape[0], vectors.shape[-1])
+            out[part] = vectors
+        return out
 
     # -- scoring ------------------------------------------------------------------------------
     def forward(self, batch: dict[str, Tensor], table: dict[str, Tensor]) -> Tensor:
