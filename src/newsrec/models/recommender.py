@@ -31,6 +31,7 @@ class Recommender(nn.Module):
         self.needs_user = bool(getattr(news_encoder, "needs_user", False))
         self.candidate_aware = bool(getattr(user_encoder, "candidate_aware", False))
         self.features = tuple(getattr(news_encoder, "features", ("title",)))
+        self.dedup = True  # False encodes every news slot (the benchmark's reference)
 
     @classmethod
     def from_config(cls, model: DictConfig | dict, data: DataInfo) -> Recommender:
@@ -54,6 +55,10 @@ class Recommender(nn.Module):
         then has the shape of `rows`.
         """
         flat = rows.reshape(-1)
+        if not self.dedup:
+            users = user.reshape(-1) if self.needs_user else None
+            vectors = self.news_encoder(self._features(table, flat), user=users)
+            return vectors.view(*rows.shape, -1)
         if self.needs_user:
             if user is None:
                 raise ValueError("this news encoder needs the user of each news (needs_user)")

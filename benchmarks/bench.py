@@ -1,0 +1,260 @@
+"""newsrec benchmarks at MIND-small scale (the `synthetic_small` world), one command:
+
+    python benchmarks/bench.py                      # all parts, results to benchmarks/RESULTS.md
+    python benchmarks/bench.py --parts train eval   # a subset
+    python benchmarks/bench.py --data synthetic     # another data config (quick look)
+
+Parts (each in its own process, so peak memory is its own):
+- preprocess: cold (empty cache) and warm (cache hit) preprocessing time and peak memory;
+- train: steady-state training samples/s of NRMS at paper sizes (batch 64, K = 4, history 50,
+  title 30), float32 with news de-duplicated, the same without de-duplication (reference),
+  and bf16 autocast; peak memory; FLOPs per step counted with torch.utils.flop_counter and
+  the model FLOP utilisation against this machine's measured matmul throughput;
+- eval: full evaluation of the dev split (every impression), float32 and bf16, and the
+  metrics' agreement between the two.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+
+def peak_rss_gib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB on Linux
+
+
+def config(data: str, data_dir: str, overrides: list[str] = ()):
+    from hydra import compose, initialize_config_dir
+    from omegaconf import open_dict
+
+    import newsrec.config  # noqa: F401
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose(
+            "train",
+            overrides=[f"data={data}", f"paths.data_dir={data_dir}", "paths.output_dir=.", *overrides],
+        )
+    with open_dict(cfg):
+        cfg.paths.output_dir = tempfile.mkdtemp()
+    return cfg
+
+
+def datamodule(cfg, cache_dir: str | None = None):
+    from newsrec.runner import _datamodule
+
+    overrides = {"cache_dir": cache_dir} if cache_dir else {}
+    return _datamodule(cfg, ["title"], **overrides)
+
+
+# --- parts (each runs in a child process) --------------------------------------------------
+
+
+def part_generate(args) -> dict:
+    cfg = config(args.data, args.data_dir)
+    source = datamodule(cfg).source
+    start = time.perf_counter()
+    paths = source.prepare(args.data_dir)
+    size = sum(f.stat().st_size for f in paths.train.parent.rglob("*") if f.is_file())
+    return {"generate_s": time.perf_counter() - start, "disk_gib": size / 2**30}
+
+
+def part_preprocess(args) -> dict:
+    from newsrec.data.preprocess import load_or_build
+
+    cfg = config(args.data, args.data_dir)
+    dm = datamodule(cfg)
+    paths = dm.source.prepare(args.data_dir)
+    start = time.perf_counter()
+    data = load_or_build(paths, dm.preprocess_config, args.cache_dir)
+    seconds = time.perf_counter() - start
+    info = data.info()
+    return {
+        "seconds": seconds,
+        "peak_gib": peak_rss_gib(),
+        "news": info.num_news,
+        "vocab": info.vocab_size,
+        "impressions": {k: len(v) for k, v in data.splits.items()},
+    }
+
+
+def _module(cfg, dm):
+    from newsrec.models.module import NewsRecModule
+
+    module = NewsRecModule(cfg.model, dm.info.sizes(), entity_embeddings=dm.info.entity_embeddings)
+    module.set_news_table(dm.news_table())
+    return module
+
+
+def matmul_tflops(dtype) -> float:
+    import torch
+
+    a, b = torch.randn(2048, 2048, dtype=dtype), torch.randn(2048, 2048, dtype=dtype)
+    a @ b
+    start, n = time.perf_counter(), 10
+    for _ in range(n):
+        a @ b
+    return 2 * 2048**3 * n / (time.perf_counter() - start) / 1e12
+
+
+def part_train(args) -> dict:
+    import torch
+    import torch.nn.functional as F
+    from torch.utils.flop_counter import FlopCounterMode
+
+    torch.manual_seed(0)
+    cfg = config(args.data, args.data_dir)
+    dm = datamodule(cfg)
+    dm.setup("fit")
+    module = _module(cfg, dm).train()
+    module.recommender.dedup = args.mode != "no_dedup"
+    optimizer = module.configure_optimizers()
+    amp = args.mode == "bf16"
+    loader = iter(dm.train_dataloader())
+    slots, unique = [], []
+
+    def step(batch):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+            logits = module.recommender(batch, module.table)
+        loss = F.cross_entropy(logits.float(), batch["target"])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    for _ in range(args.warmup):
+        step(next(loader))
+    batches = [next(loader) for _ in range(args.steps)]
+    for b in batches:
+        rows = torch.cat([b["history"].ravel(), b["candidates"].ravel()])
+        slots.append(len(rows))
+        unique.append(len(torch.unique(rows)))
+    start = time.perf_counter()
+    for b in batches:
+        step(b)
+    seconds = time.perf_counter() - start
+    with FlopCounterMode(display=False) as counter:
+        step(batches[0])
+    flops = counter.get_total_flops()
+    samples_s = args.steps * dm.batch_size / seconds
+    peak = matmul_tflops(torch.bfloat16 if amp else torch.float32)
+    achieved = flops * args.steps / seconds / 1e12 if args.mode != "no_dedup" else None
+    return {
+        "mode": args.mode,
+        "samples_per_s": samples_s,
+        "step_ms": 1000 * seconds / args.steps,
+        "news_slots_per_batch": sum(slots) / len(slots),
+        "distinct_news_per_batch": sum(unique) / len(unique),
+        "gflop_per_step_first_batch": flops / 1e9,
+        "achieved_tflops": achieved,
+        "matmul_peak_tflops": peak,
+        "mfu": None if achieved is None else achieved / peak,
+        "peak_gib": peak_rss_gib(),
+        "threads": torch.get_num_threads(),
+    }
+
+
+def part_eval(args) -> dict:
+    import pytorch_lightning as pl
+    import torch
+
+    torch.manual_seed(0)
+    cfg = config(args.data, args.data_dir)
+    dm = datamodule(cfg)
+    dm.setup("test")
+    module = _module(cfg, dm)
+    out = {}
+    for precision in ("32-true", "bf16-mixed"):
+        trainer = pl.Trainer(
+            accelerator="cpu",
+            precision=precision,
+            logger=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            enable_checkpointing=False,
+        )
+        start = time.perf_counter()
+        metrics = trainer.test(module, datamodule=dm, verbose=False)[0]
+        out[precision] = {"seconds": time.perf_counter() - start, **metrics}
+    out["impressions"] = len(dm.data.splits[dm.test_split])
+    out["peak_gib"] = peak_rss_gib()
+    return out
+
+
+PARTS = {"generate": part_generate, "preprocess": part_preprocess, "train": part_train, "eval": part_eval}
+
+
+def child(part: str, args, *extra: str) -> dict:
+    command = [sys.executable, __file__, "--child", part, "--data", args.data, "--data-dir", args.data_dir]
+    command += ["--steps", str(args.steps), "--warmup", str(args.warmup), *extra]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    if result.returncode != 0:
+        raise RuntimeError(f"{part} failed:\n{result.stderr[-4000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def machine() -> str:
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import os
+
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{cpu}, {os.cpu_count()} cores, {memory:.0f} GiB, torch {torch.__version__}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--data", default="synthetic_small")
+    parser.add_argument("--data-dir", default=str(ROOT / "data"))
+    parser.add_argument("--parts", nargs="+", default=["generate", "preprocess", "train", "eval"])
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results.json"))
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--mode", default="dedup", help=argparse.SUPPRESS)
+    parser.add_argument("--cache-dir", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(PARTS[args.child](args)))
+        return
+
+    results: dict = {"machine": machine(), "date": date.today().isoformat(), "data": args.data}
+    if "generate" in args.parts:
+        results["generate"] = child("generate", args)
+        print("generate", results["generate"], flush=True)
+    if "preprocess" in args.parts:
+        with tempfile.TemporaryDirectory() as cache:
+            cold = child("preprocess", args, "--cache-dir", cache)
+            warm = child("preprocess", args, "--cache-dir", cache)
+        results["preprocess"] = {"cold": cold, "warm": warm}
+        print("preprocess", results["preprocess"], flush=True)
+    if "train" in args.parts:
+        results["train"] = {m: child("train", args, "--mode", m) for m in ("dedup", "no_dedup", "bf16")}
+        print("train", results["train"], flush=True)
+    if "eval" in args.parts:
+        results["eval"] = child("eval", args)
+        print("eval", results["eval"], flush=True)
+    Path(args.out).write_text(json.dumps(results, indent=2))
+    print(f"results written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
