@@ -44,7 +44,12 @@ def config(data: str, data_dir: str, overrides: list[str] = ()):
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose(
             "train",
-            overrides=[f"data={data}", f"paths.data_dir={data_dir}", "paths.output_dir=.", *overrides],
+            overrides=[
+                f"data={data}",
+                f"paths.data_dir={data_dir}",
+                "paths.output_dir=.",
+                *overrides,
+            ],
         )
     with open_dict(cfg):
         cfg.paths.output_dir = tempfile.mkdtemp()
@@ -191,11 +196,25 @@ def part_eval(args) -> dict:
     return out
 
 
-PARTS = {"generate": part_generate, "preprocess": part_preprocess, "train": part_train, "eval": part_eval}
+PARTS = {
+    "generate": part_generate,
+    "preprocess": part_preprocess,
+    "train": part_train,
+    "eval": part_eval,
+}
 
 
 def child(part: str, args, *extra: str) -> dict:
-    command = [sys.executable, __file__, "--child", part, "--data", args.data, "--data-dir", args.data_dir]
+    command = [
+        sys.executable,
+        __file__,
+        "--child",
+        part,
+        "--data",
+        args.data,
+        "--data-dir",
+        args.data_dir,
+    ]
     command += ["--steps", str(args.steps), "--warmup", str(args.warmup), *extra]
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
     if result.returncode != 0:
@@ -221,7 +240,9 @@ def machine() -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument("--data", default="synthetic_small")
     parser.add_argument("--data-dir", default=str(ROOT / "data"))
     parser.add_argument("--parts", nargs="+", default=["generate", "preprocess", "train", "eval"])
@@ -247,7 +268,9 @@ def main() -> None:
         results["preprocess"] = {"cold": cold, "warm": warm}
         print("preprocess", results["preprocess"], flush=True)
     if "train" in args.parts:
-        results["train"] = {m: child("train", args, "--mode", m) for m in ("dedup", "no_dedup", "bf16")}
+        results["train"] = {
+            m: child("train", args, "--mode", m) for m in ("dedup", "no_dedup", "bf16")
+        }
         print("train", results["train"], flush=True)
     if "eval" in args.parts:
         results["eval"] = child("eval", args)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import time
+import warnings
 from pathlib import Path
 
 import hydra
@@ -22,7 +24,16 @@ from newsrec.data.datamodule import MindDataModule
 from newsrec.data.preprocess import Vocabulary
 from newsrec.models.module import METRICS, NewsRecModule
 
+try:
+    import fcntl
+except ImportError:  # Windows: data preparation is not serialised (see _one_process_at_a_time)
+    fcntl = None
+
 log = logging.getLogger(__name__)
+# Evaluation metrics are gathered by ImpressionMetrics itself, so logging them without
+# sync_dist is right; Lightning's advice to add it does not apply.
+warnings.filterwarnings("ignore", message=".*sync_dist=True.*")
+warnings.filterwarnings("ignore", message=".*custom batch sampler.*")
 
 
 def count_parameters(module: torch.nn.Module, embeddings: bool = False) -> int:
@@ -81,12 +92,32 @@ def _word_embeddings(cfg: DictConfig, datamodule: MindDataModule) -> torch.Tenso
     return torch.from_numpy(matrix)
 
 
+@contextlib.contextmanager
+def _one_process_at_a_time(data_dir: str | Path):
+    """Serialise data preparation (download, synthetic world, preprocessing, GloVe cache).
+
+    Under SLURM or torchrun every rank runs train() / evaluate() from the start, before any
+    process group exists to wait on; unlocked, all of them would build the same folders at
+    once. The first to get the lock builds them, the others then find and load them.
+    (Lightning's own DDP launcher starts ranks 1.. later, once rank 0 has prepared.)
+    """
+    folder = Path(data_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".prepare.lock", "a") as lock:  # closing it releases the lock
+        try:
+            if fcntl is not None:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+        except OSError as err:  # a file system without locks: go on, unserialised
+            log.warning("cannot lock %s (%s); preparing data without a lock", lock.name, err)
+        yield
+
+
 def _loggers(cfg: DictConfig) -> list:
     return [hydra.utils.instantiate(c) for c in (cfg.get("logger") or {}).values()]
 
 
 def _callbacks(cfg: DictConfig) -> list:
-    return [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+    return [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
 
 
 @rank_zero_only
@@ -116,17 +147,24 @@ def train(cfg: DictConfig) -> dict:
     """Fit, test the best checkpoint, write metrics.json; returns the metrics."""
     pl.seed_everything(cfg.seed, workers=True)
     out = Path(cfg.paths.output_dir)
-    datamodule = _datamodule(cfg, list(cfg.model.get("inputs", ["title"])))
-    datamodule.prepare_data()
-    datamodule.setup("fit")
+    with _one_process_at_a_time(cfg.paths.data_dir):
+        datamodule = _datamodule(cfg, list(cfg.model.get("inputs", ["title"])))
+        datamodule.prepare_data()
+        datamodule.setup("fit")
+        word_embeddings = _word_embeddings(cfg, datamodule)
     info = datamodule.info
     module = NewsRecModule(
         model=cfg.model,
         data=info.sizes(),
         seed=cfg.seed,
-        word_embeddings=_word_embeddings(cfg, datamodule),
+        word_embeddings=word_embeddings,
         entity_embeddings=info.entity_embeddings,
     )
+    if cfg.get("compile"):
+        # In place (checkpoint keys unchanged). Batches vary in size (distinct news, text
+        # cut to the longest), hence dynamic shapes.
+        module.recommender.news_encoder.compile(dynamic=True)
+        module.recommender.user_encoder.compile(dynamic=True)
     loggers = _loggers(cfg)
     trainer: pl.Trainer = hydra.utils.instantiate(
         cfg.trainer, callbacks=_callbacks(cfg), logger=loggers or False
@@ -198,8 +236,9 @@ def evaluate(cfg: DictConfig) -> dict:
     datamodule = _datamodule(cfg, preprocess=keep)
     if "vocab" in extra:
         datamodule.vocab = Vocabulary(**extra["vocab"])
-    datamodule.prepare_data()
-    datamodule.setup("test")
+    with _one_process_at_a_time(cfg.paths.data_dir):
+        datamodule.prepare_data()
+        datamodule.setup("test")
     module = NewsRecModule.load_from_checkpoint(path, map_location="cpu")
     trainer: pl.Trainer = hydra.utils.instantiate(
         cfg.trainer, callbacks=_callbacks(cfg), logger=_loggers(cfg) or False
@@ -217,7 +256,9 @@ def evaluate(cfg: DictConfig) -> dict:
     else:
         from newsrec.submission import write_prediction
 
-        outputs = trainer.predict(module, datamodule=datamodule)
+        outputs = _on_rank_zero(trainer, trainer.predict(module, datamodule=datamodule))
+        if trainer.global_rank != 0:
+            return metrics  # rank 0 writes the submission
         scores = _gather_predictions(outputs, split)
         target = write_prediction(
             out / "prediction.zip",
@@ -250,6 +291,16 @@ def _hidden_label_metrics(truth: Path, split, scores: np.ndarray) -> dict:
     # Scored from the ranks, as the leaderboard scores a submission (ties broken by order).
     result = impression_metrics(1.0 / ranks_from_scores(scores, offsets), flat, owner)
     return {f"test/{name}": float(result[name]) for name in METRICS}
+
+
+def _on_rank_zero(trainer: pl.Trainer, outputs: list[dict]) -> list[dict]:
+    """Every rank's predictions, on rank 0 (under DDP each rank predicts its own share of the
+    impressions and trainer.predict returns only that share); [] on the other ranks."""
+    if trainer.world_size == 1:
+        return outputs
+    parts = [None] * trainer.world_size if trainer.global_rank == 0 else None
+    torch.distributed.gather_object(outputs, parts, dst=0)
+    return [batch for part in parts or [] for batch in part]
 
 
 def _gather_predictions(outputs: list[dict], split) -> np.ndarray:

@@ -222,6 +222,7 @@ class EvalBatchSampler:
     """
 
     def __init__(self, group_key: np.ndarray, batch_size: int, rank: int = 0, world_size: int = 1):
+        batch_size = min(batch_size, -(-len(group_key) // world_size))  # a batch for every rank
         boundaries = np.flatnonzero(np.diff(group_key)) + 1
         starts = np.concatenate([[0], boundaries])
         ends = np.concatenate([boundaries, [len(group_key)]])
@@ -230,6 +231,9 @@ class EvalBatchSampler:
             if ends[i] - begin >= batch_size or i == len(starts) - 1:
                 batches.append((begin, ends[i]))
                 begin = ends[i]
+        # With fewer batches than ranks, some are repeated: harmless, as metrics keep one entry
+        # per (impression, candidate) and predictions overwrite the same impression.
+        batches = [batches[i % len(batches)] for i in range(max(len(batches), world_size))]
         self.batches = batches[rank::world_size]
 
     def __len__(self) -> int:

@@ -57,6 +57,8 @@ class NewsRecModule(pl.LightningModule):
         for name in NEWS_FEATURES:
             # Not persistent: a checkpoint can be evaluated on another split's table.
             self.register_buffer(f"news_{name}", table[name].to(self.device), persistent=False)
+        # Every rank builds the same table: DDP must not broadcast it before each step.
+        self._ddp_params_and_buffers_to_ignore = [f"news_{name}" for name in NEWS_FEATURES]
 
     @property
     def table(self) -> dict[str, Tensor]:
@@ -125,7 +127,8 @@ class NewsRecModule(pl.LightningModule):
         results = self.metrics[stage].compute()
         values = {f"{stage}/{name}": results[name] for name in METRICS}
         oracle = self.metrics[f"{stage}_oracle"]
-        if oracle.update_count:
+        # Decided from the data, identically on every rank (compute() is a collective).
+        if getattr(getattr(self.trainer, "datamodule", None), "has_truth", False):
             truth = oracle.compute()
             values.update({f"{stage}/oracle_{name}": truth[name] for name in METRICS})
             oracle.reset()
