@@ -138,3 +138,31 @@ def test_train_py_command_line(data_dir, tmp_path):
     assert "oracle" in result.stdout and "auc" in result.stdout
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert set(METRIC_KEYS) <= set(metrics)
+
+
+def test_word_attention_picture(trained, data_dir, tmp_path):
+    import torch
+
+    from newsrec.models.module import NewsRecModule
+    from newsrec.visualize import main, word_attention
+
+    _, metrics = trained
+    out = tmp_path / "attention.png"
+    main(
+        [
+            metrics["best_checkpoint"],
+            "--data",
+            "synthetic_tiny",
+            "--data-dir",
+            str(data_dir),
+            "--out",
+            str(out),
+        ]
+    )
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    module = NewsRecModule.load_from_checkpoint(metrics["best_checkpoint"]).eval()
+    title = torch.tensor([[5, 6, 7, 0, 0], [8, 0, 0, 0, 0]])
+    with torch.no_grad():
+        weights = word_attention(module.recommender.news_encoder, title)
+    torch.testing.assert_close(weights.sum(1), torch.ones(2))  # eq. 4: a softmax over words
+    assert (weights[title == 0] == 0).all()  # padding gets no attention

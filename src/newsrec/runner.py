@@ -219,23 +219,25 @@ def _flatten(tree: dict, prefix: str = "") -> dict:
     return flat
 
 
+def datamodule_for_checkpoint(cfg: DictConfig, path: Path) -> MindDataModule:
+    """`cfg.data` preprocessed with the checkpoint's vocabularies and lengths, so word and
+    user ids mean what they meant in training."""
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    extra = checkpoint.get("newsrec", {})
+    saved = extra.get("preprocess", {})
+    keep = ("title_len", "abstract_len", "history_len", "vocab_fields")
+    datamodule = _datamodule(cfg, preprocess={k: saved[k] for k in keep if k in saved})
+    if "vocab" in extra:
+        datamodule.vocab = Vocabulary(**extra["vocab"])
+    return datamodule
+
+
 def evaluate(cfg: DictConfig) -> dict:
     """Metrics of a checkpoint on `cfg.data`'s test split, or prediction.zip if it is unlabeled."""
     path = Path(cfg.ckpt_path)
     if not path.is_file():
         raise FileNotFoundError(f"ckpt_path={path}: no such checkpoint file")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    extra = checkpoint.get("newsrec", {})
-    saved = extra.get("preprocess", {})
-    # The checkpoint's vocabulary and lengths, so word and user ids mean what they meant.
-    keep = {
-        k: saved[k]
-        for k in ("title_len", "abstract_len", "history_len", "vocab_fields")
-        if k in saved
-    }
-    datamodule = _datamodule(cfg, preprocess=keep)
-    if "vocab" in extra:
-        datamodule.vocab = Vocabulary(**extra["vocab"])
+    datamodule = datamodule_for_checkpoint(cfg, path)
     with _one_process_at_a_time(cfg.paths.data_dir):
         datamodule.prepare_data()
         datamodule.setup("test")
