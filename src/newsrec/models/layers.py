@@ -99,7 +99,9 @@ class MultiHeadSelfAttention(nn.Module):
         q, k, v = (t.view(B, L, self.heads, self.head_dim).transpose(1, 2) for t in (q, k, v))
         key_mask = mask[:, None, None, :]  # [B, 1, 1, L], broadcast over heads and queries
         p = self.dropout if self.training else 0.0
-        if return_weights:
+        # On CPU, the fused kernel is the faster path in float32 but several times slower in
+        # bfloat16 (measured here, benchmarks/RESULTS.md), where plain matmuls use AMX.
+        if return_weights or (q.dtype == torch.bfloat16 and q.device.type == "cpu"):
             scores = q @ k.transpose(-2, -1) / math.sqrt(self.head_dim)  # [B, h, L, L]
             weights = masked_softmax(scores, key_mask)  # eq. 1 / 6
             out = F.dropout(weights, p, self.training) @ v  # eq. 2 / 7: [B, h, L, hd]

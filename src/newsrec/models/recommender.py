@@ -68,8 +68,26 @@ class Recommender(nn.Module):
         else:
             unique, inverse = torch.unique(flat, return_inverse=True)
             news_rows, users = unique, None
-        vectors = self.news_encoder(self._features(table, news_rows), user=users)  # [U, D]
+        vectors = self._encode_by_length(table, news_rows, users)  # [U, D]
         return vectors[inverse].view(*rows.shape, -1)
+
+    def _encode_by_length(
+        self, table: dict[str, Tensor], rows: Tensor, users: Tensor | None, buckets: int = 3
+    ) -> Tensor:
+        """Encode `rows` in a few groups of similar title length, each cut to its longest.
+
+        One call pads every title to the batch's longest (~22 tokens for ~11.5 on average);
+        three groups cut the padded work by about a third, for two extra encoder calls.
+        """
+        if len(rows) < 256 * buckets:
+            return self.news_encoder(self._features(table, rows), user=users)
+        order = torch.argsort((table["title"][rows] != 0).sum(1), stable=True)
+        parts = []
+        for part in torch.tensor_split(order, buckets):
+            part_users = users[part] if users is not None else None
+            parts.append(self.news_encoder(self._features(table, rows[part]), user=part_users))
+        vectors = torch.cat(parts)
+        return torch.empty_like(vectors).index_copy_(0, order, vectors)
 
     def _features(self, table: dict[str, Tensor], rows: Tensor) -> dict[str, Tensor]:
         """News-table features of `rows`, text cut to the longest text among them.
