@@ -146,31 +146,63 @@ class Recommender(nn.Module):
             u = self.user_encoder(history, history_mask, user)  # [B, D]
         return self.click_predictor(u, candidates)  # [B, C]
 
-    def exact_scores(self, batch: dict[str, Tensor], table: dict[str, Tensor]) -> Tensor:
-        """Scores of an evaluation batch (histories shared through `owner`), right for any model."""
-        owner = batch["owner"]
-        per_impression = {
-            "history": batch["history"][owner],
-            "history_mask": batch["history_mask"][owner],
-            "user": batch["user"][owner],
-            "candidates": batch["candidates"],
-        }
-        return self(per_impression, table)
+    def exact_scores(
+        self, batch: dict[str, Tensor], table: dict[str, Tensor], max_pairs: int = 16_384
+    ) -> Tensor:
+        """Scores of an evaluation batch (histories shared through `owner`), right for any model.
 
-    def cached_scores(self, batch: dict[str, Tensor], news_vectors: Tensor) -> Tensor:
+        Impressions go through the full model a few at a time (at most `max_pairs` news slots):
+        NPA encodes every (user, news) pair, and an evaluation batch can hold 300 candidates.
+        """
+        owner = batch["owner"]
+        b, c = batch["candidates"].shape
+        step = max(1, max_pairs // (batch["history"].shape[1] + c))
+        parts = []
+        for start in range(0, b, step):
+            rows = owner[start : start + step]
+            chunk = {
+                "history": batch["history"][rows],
+                "history_mask": batch["history_mask"][rows],
+                "user": batch["user"][rows],
+                "candidates": batch["candidates"][start : start + step],
+            }
+            parts.append(self(chunk, table))
+        return torch.cat(parts)
+
+    def cached_scores(
+        self, batch: dict[str, Tensor], news_vectors: Tensor, max_cells: int = 200_000
+    ) -> Tensor:
         """Scores of an evaluation batch from precomputed news vectors [num_news, D].
 
-        Each distinct history of the batch is encoded once (`owner` maps impressions to them).
+        Each distinct history of the batch is encoded once (`owner` maps impressions to them)
+        and only real candidates are scored: impressions range from 2 to 300 candidates, so
+        a padded [B, C, D] gather would be mostly padding. A candidate-aware user encoder
+        (DKN) needs one user vector per candidate: it runs on a few impressions at a time
+        (at most `max_cells` candidate x history slots).
         """
         owner = batch["owner"]
         history = news_vectors[batch["history"]]  # [H, N, D]
-        candidates = news_vectors[batch["candidates"]]  # [B, C, D]
         if self.candidate_aware:
-            return self._score(
-                history[owner], batch["history_mask"][owner], batch["user"][owner], candidates
-            )
+            b, c = batch["candidates"].shape
+            step = max(1, max_cells // (c * history.shape[1]))
+            parts = []
+            for start in range(0, b, step):
+                rows = owner[start : start + step]
+                candidates = news_vectors[batch["candidates"][start : start + step]]
+                parts.append(
+                    self._score(
+                        history[rows], batch["history_mask"][rows], batch["user"][rows], candidates
+                    )
+                )
+            return torch.cat(parts)
         users = self.user_encoder(history, batch["history_mask"], batch["user"])  # [H, D]
-        return self.click_predictor(users[owner], candidates)
+        mask = batch["candidate_mask"]
+        impression, slot = mask.nonzero(as_tuple=True)  # the real candidates, flat
+        candidates = news_vectors[batch["candidates"][impression, slot]]  # [M, D]
+        flat = self.click_predictor(users[owner[impression]], candidates.unsqueeze(1))[:, 0]
+        scores = flat.new_zeros(mask.shape)
+        scores[impression, slot] = flat
+        return scores
 
     @property
     def cacheable(self) -> bool:
