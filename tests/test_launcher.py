@@ -112,6 +112,11 @@ def test_documented_trainer_matches_the_launcher(slurm_config):
 
 
 def test_trainer_in_a_slurm_task_is_the_rank_slurm_gave_it(slurm_config, monkeypatch):
+    from lightning_fabric.utilities.rank_zero import rank_zero_only
+
+    # Building a Trainer sets the process-wide rank: restore it for the tests that follow
+    # in this process (a rank-5 leftover would silence every rank_zero_only write).
+    monkeypatch.setattr(rank_zero_only, "rank", getattr(rank_zero_only, "rank", 0))
     """Task 5 of 8 (second node, second GPU), as srun would start it."""
     slurm = {
         "SLURM_NTASKS": "8",

@@ -23,7 +23,7 @@ def test_the_presets_are_all_here():
 def test_preset_trains_one_epoch_and_evaluates(name, train_config, tmp_path):
     from newsrec.runner import train
 
-    metrics = train(train_config(f"model={name}", "logger=null"))
+    metrics = train(train_config(f"model={name}", "~logger"))
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["model"] == name and saved["epochs"] == 1
     for key in ("test/auc", "test/mrr", "test/ndcg@5", "test/ndcg@10"):
