@@ -43,7 +43,12 @@ log = logging.getLogger(__name__)
 
 
 def _padded(
-    offsets: np.ndarray, values: np.ndarray, rows: np.ndarray, width: int, right: bool = False
+    offsets: np.ndarray,
+    values: np.ndarray,
+    rows: np.ndarray,
+    width: int,
+    right: bool = False,
+    dtype: type = np.int64,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Rows of a ragged array as a [len(rows), width] matrix and its mask.
 
@@ -59,7 +64,7 @@ def _padded(
     else:
         mask = cols >= (width - lengths)[:, None]
         index = ends[:, None] - width + cols
-    out = np.zeros((len(rows), width), dtype=np.int64)
+    out = np.zeros((len(rows), width), dtype=dtype)
     if len(values):
         out[mask] = values[index[mask]]
     return out, mask
@@ -199,18 +204,11 @@ class EvalImpressions(Dataset):
             "impression": torch.from_numpy(np.asarray(s.impression_id)[imp]),
         }
         if self.truth is not None:
-            truth, _ = _padded_float(s.candidate_offsets, self.truth, imp, width)
+            truth, _ = _padded(
+                s.candidate_offsets, self.truth, imp, width, right=True, dtype=np.float32
+            )
             batch["truth"] = torch.from_numpy(truth)
         return batch
-
-
-def _padded_float(offsets, values, rows, width):
-    starts, lengths = offsets[rows], offsets[rows + 1] - offsets[rows]
-    cols = np.arange(width)[None, :]
-    mask = cols < lengths[:, None]
-    out = np.zeros((len(rows), width), dtype=np.float32)
-    out[mask] = values[(starts[:, None] + cols)[mask]]
-    return out, mask
 
 
 class EvalBatchSampler:
