@@ -271,7 +271,7 @@ def render_markdown(rows: list[Row], sweep_dir: Path) -> str:
         "with a single run shows its mean only. **Bold**: the best model in each column (the "
         "oracle excluded). Params: trainable parameters without the embedding tables (words, "
         "entities, categories, users), as the NRMS paper's Table 3 counts them. Train time: "
-        "mean wall-clock seconds of fitting per run.",
+        "mean wall-clock time of fitting per run.",
         "",
         f"Sweep: `{sweep_dir}`. Per-run curves and hyper-parameters against final metrics: "
         f"`tensorboard --logdir {sweep_dir}` (HPARAMS tab).",
