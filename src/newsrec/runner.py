@@ -270,7 +270,7 @@ def evaluate(cfg: DictConfig) -> dict:
         )
         metrics["prediction"] = str(target)
         print(f"leaderboard submission written to {target}", flush=True)
-        truth = Path(datamodule.source.prepare(datamodule.data_dir).test or "") / "truth.txt"
+        truth = Path(datamodule.paths.test or "") / "truth.txt"
         if datamodule.test_split == "test" and truth.is_file():
             # The synthetic world keeps the hidden clicks of its test split: report what the
             # leaderboard would (`python -m newsrec.score truth.txt prediction.zip` agrees).

@@ -284,9 +284,9 @@ class MindDataModule(pl.LightningDataModule):
 
     # -- preparing --------------------------------------------------------------------------
     def _load(self) -> Preprocessed:
-        paths = self.source.prepare(self.data_dir)
-        self.has_truth = paths.has_truth
-        return load_or_build(paths, self.preprocess_config, self.cache_dir, vocab=self.vocab)
+        self.paths = self.source.prepare(self.data_dir)
+        self.has_truth = self.paths.has_truth
+        return load_or_build(self.paths, self.preprocess_config, self.cache_dir, vocab=self.vocab)
 
     def prepare_data(self) -> None:  # one process per node: download, generate, preprocess
         self._load()
@@ -360,7 +360,16 @@ class MindDataModule(pl.LightningDataModule):
         return EvalImpressions(arrays, rows, self.preprocess_config.history_len)
 
     def eval_news(self, split: str) -> torch.Tensor:
-        """News rows an evaluation of `split` reads (candidates and histories), row 0 included."""
+        """News rows an evaluation of `split` reads (candidates and histories), row 0 included.
+
+        Computed once per split: validation asks for it every epoch.
+        """
+        cache = self.__dict__.setdefault("_eval_news_rows", {})
+        if split not in cache:
+            cache[split] = self._eval_news(split)
+        return cache[split]
+
+    def _eval_news(self, split: str) -> torch.Tensor:
         if split == "val":
             arrays, rows = self.data.splits["train"], self.val_rows
         else:
