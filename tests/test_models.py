@@ -17,9 +17,12 @@ from torch import nn
 from newsrec.data.info import DataInfo
 from newsrec.models.layers import (
     AdditiveAttention,
+    Dropout,
     MaskedGRU,
     MultiHeadSelfAttention,
     masked_softmax,
+    pack,
+    pad,
 )
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -191,12 +194,49 @@ def test_self_attention_ignores_masked_keys_and_all_masked_rows_are_zero():
     assert (weights[0, :, :, 4:] == 0).all()
     assert torch.allclose(weights[1].sum(-1), torch.ones(2, 6))
     assert (out[2] == 0).all() and torch.isfinite(out).all()
-    # the fused path (used in training) gives the same numbers
-    assert torch.allclose(mhsa(x, mask), out, atol=1e-6)
+    # the fused kernel (the GPU path) gives the same numbers on the rows with a real key
+    q, k, v = (
+        t.view(3, 6, 2, 3).transpose(1, 2) for t in mhsa.qkv(x).split(6, dim=-1)
+    )
+    fused = torch.nn.functional.scaled_dot_product_attention(
+        q, k, v, attn_mask=mask[:, None, None, :]
+    ).transpose(1, 2).reshape(3, 6, 6)
+    assert torch.allclose(fused[:2], out[:2], atol=1e-6)
+    # the packed path (real items only, as the NRMS news encoder runs it) gives them too
+    index = pack(mask)
+    packed = mhsa.forward_packed(x.reshape(-1, 12)[index], mask, index)
+    assert packed.shape == (int(mask.sum()), 6)
+    assert torch.allclose(pad(packed, index, (3, 6)), out * mask[..., None], atol=1e-6)
     # keys at masked positions can hold anything
     x2 = x.clone()
     x2[0, 4:] = 100 * torch.randn(2, 12)
     assert torch.allclose(mhsa(x2, mask)[0, :4], out[0, :4], atol=1e-5)
+
+
+def test_dropout_drops_at_the_rate_and_keeps_the_expectation():
+    x = torch.ones(400_000, requires_grad=True)
+    layer = Dropout(0.2).train()
+    torch.manual_seed(3)
+    y = layer(x)
+    kept = y != 0
+    # the rate: 0.2 rounded to 16 bits; 5 binomial standard deviations of tolerance
+    rate = 13107 / 65536
+    assert abs((~kept).float().mean().item() - rate) < 5 * (rate * (1 - rate) / x.numel()) ** 0.5
+    # kept values are scaled by the exact inverse keep rate, so E[y] = x
+    assert torch.equal(y[kept], torch.full_like(y[kept], 65536 / (65536 - 13107)))
+    # the gradient flows through the kept elements only, with the same scale
+    y.backward(torch.full_like(y, 2.0))
+    assert torch.equal(x.grad, 2 * y.detach())
+    # masks come from torch's generator: the same seed, the same mask; another, another
+    torch.manual_seed(3)
+    assert torch.equal(layer(x), y)
+    assert not torch.equal(layer(x), y)
+    # half-precision input keeps its dtype and the rate; evaluation and p = 0 change nothing
+    half = layer(torch.ones(100_000, dtype=torch.bfloat16))
+    assert half.dtype == torch.bfloat16 and 0.18 < (half == 0).float().mean().item() < 0.22
+    assert layer.eval()(x) is x and Dropout(0.0).train()(x) is x
+    with pytest.raises(ValueError, match="dropout rate"):
+        Dropout(1.0)
 
 
 def test_additive_attention_ignores_masked_and_pools_empty_to_zero():

@@ -30,6 +30,70 @@ def masked_softmax(scores: Tensor, mask: Tensor, dim: int = -1) -> Tensor:
     return torch.softmax(scores, dim=dim) * mask.to(scores.dtype)
 
 
+def pack(mask: Tensor) -> Tensor:
+    """Flat positions [T] of the real items of mask [B, L]: what `unpad` keeps, `pad` restores."""
+    return mask.reshape(-1).nonzero().squeeze(1)
+
+
+def pad(x: Tensor, index: Tensor, shape: tuple[int, int]) -> Tensor:
+    """Packed rows x [T, D] at flat positions `index` -> [B, L, D] with zeros elsewhere."""
+    B, L = shape
+    return x.new_zeros(B * L, x.shape[-1]).index_copy(0, index, x).view(B, L, -1)
+
+
+def unpad(x: Tensor, index: Tensor) -> Tensor:
+    """x [B, L, D] -> the rows [T, D] at flat positions `index`."""
+    return x.reshape(-1, x.shape[-1]).index_select(0, index)
+
+
+class _CheapMaskDropout(torch.autograd.Function):
+    """Inverted dropout whose mask comes from 16 random bits per element (see `Dropout`)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, p: float) -> Tensor:
+        n = x.numel()
+        dropped = round(p * 65536)  # of the 65,536 values a 16-bit draw can take
+        # random_(-2**63, None) fills all 64 bits (plain random_() leaves the top bit 0).
+        bits = torch.empty((n + 3) // 4, dtype=torch.int64, device=x.device).random_(-(2**63), None)
+        keep = bits.view(torch.int16)[:n].view(x.shape) >= dropped - 32768
+        ctx.scale = 65536 / (65536 - dropped)  # the exact inverse keep rate
+        ctx.save_for_backward(keep)
+        return torch.where(keep, x * ctx.scale, 0)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
+        (keep,) = ctx.saved_tensors
+        return torch.where(keep, grad * ctx.scale, 0), None
+
+
+class Dropout(nn.Module):
+    """Inverted dropout; on the CPU its mask costs a tenth of torch's.
+
+    torch's CPU dropout draws a Bernoulli sample per element: measured here, that was a
+    quarter of an NRMS training step in bf16 (benchmarks/RESULTS.md). This draws 64 random
+    bits per four elements instead. The drop rate is `p` rounded to a multiple of 1/65,536
+    (0.2 -> 0.19999695) and kept values are scaled by the exact inverse keep rate, so the
+    expected output equals the input. Masks come from torch's generator, so `manual_seed`
+    reproduces them. On other devices this is `F.dropout` (fused there).
+    """
+
+    def __init__(self, p: float = 0.5) -> None:
+        super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"dropout rate must be in [0, 1), got {p}")
+        self.p = p
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        if x.device.type != "cpu":
+            return F.dropout(x, self.p, training=True)
+        return _CheapMaskDropout.apply(x, self.p)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
 def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
     """Mean of x [..., L, D] over the real positions of mask [..., L]; zeros if there are none."""
     m = mask.unsqueeze(-1).to(x.dtype)  # [..., L, 1]
@@ -58,11 +122,16 @@ class WordEmbedding(nn.Module):
             with torch.no_grad():
                 self.embedding.weight.copy_(pretrained)
                 self.embedding.weight[0].zero_()  # padding stays zero whatever the file says
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.dim = dim
 
     def forward(self, words: Tensor) -> Tensor:
-        return self.dropout(self.embedding(words))  # [..., L] -> [..., L, dim]
+        x = self.embedding(words)  # [..., L] -> [..., L, dim]
+        device = x.device.type
+        if torch.is_autocast_enabled(device):
+            # The next product casts to bf16 anyway: casting first halves dropout's traffic.
+            x = x.to(torch.get_autocast_dtype(device))
+        return self.dropout(x)
 
 
 class MultiHeadSelfAttention(nn.Module):
@@ -94,26 +163,41 @@ class MultiHeadSelfAttention(nn.Module):
         self, x: Tensor, mask: Tensor, return_weights: bool = False
     ) -> Tensor | tuple[Tensor, Tensor]:
         """x [B, L, in_dim], mask [B, L] -> [B, L, heads * head_dim] (and weights [B, h, L, L])."""
-        B, L, _ = x.shape
-        q, k, v = self.qkv(x).split(self.output_dim, dim=-1)  # 3 x [B, L, h*hd]
+        return self._attend(self.qkv(x), mask, return_weights)
+
+    def forward_packed(self, x: Tensor, mask: Tensor, index: Tensor) -> Tensor:
+        """The real items only: x [T, in_dim] at `index = pack(mask)` -> [T, heads * head_dim].
+
+        The projection, the layer's largest product, then skips the padding (a quarter to a
+        half of a batch of titles even when they are grouped by length).
+        """
+        qkv = pad(self.qkv(x), index, mask.shape)  # [B, L, 3 * h * hd]
+        return unpad(self._attend(qkv, mask), index)
+
+    def _attend(
+        self, qkv: Tensor, mask: Tensor, return_weights: bool = False
+    ) -> Tensor | tuple[Tensor, Tensor]:
+        B, L, _ = qkv.shape
+        q, k, v = qkv.split(self.output_dim, dim=-1)  # 3 x [B, L, h*hd]
         q, k, v = (t.view(B, L, self.heads, self.head_dim).transpose(1, 2) for t in (q, k, v))
-        key_mask = mask[:, None, None, :]  # [B, 1, 1, L], broadcast over heads and queries
         p = self.dropout if self.training else 0.0
-        # On CPU, the fused kernel is the faster path in float32 but several times slower in
-        # bfloat16 (measured here, benchmarks/RESULTS.md), where plain matmuls use AMX.
-        if return_weights or (q.dtype == torch.bfloat16 and q.device.type == "cpu"):
-            scores = q @ k.transpose(-2, -1) / math.sqrt(self.head_dim)  # [B, h, L, L]
-            weights = masked_softmax(scores, key_mask)  # eq. 1 / 6
+        # Masked keys get the float minimum as an additive bias: zero weight after the
+        # softmax, and an all-masked row stays finite (uniform); its output is zeroed below.
+        bias = torch.zeros((B, 1, 1, L), dtype=q.dtype, device=q.device)
+        bias = bias.masked_fill(~mask[:, None, None, :], torch.finfo(q.dtype).min)
+        if return_weights or q.device.type == "cpu":
+            # Plain products on CPU: for titles' small L x L blocks the fused kernel was 2x
+            # (float32) to 10x (bf16) slower here (benchmarks/RESULTS.md). The scale goes on
+            # q and the mask is one addition, so no extra pass runs over the L x L scores.
+            scores = (q * (1.0 / math.sqrt(self.head_dim))) @ k.transpose(-2, -1) + bias
+            weights = torch.softmax(scores, dim=-1)  # eq. 1 / 6: [B, h, L, L]
             out = F.dropout(weights, p, self.training) @ v  # eq. 2 / 7: [B, h, L, hd]
         else:
-            # The fused kernel with an additive float mask: finite, uniform on all-masked rows,
-            # which are zeroed below, so both paths give the same result.
-            bias = torch.zeros(key_mask.shape, dtype=q.dtype, device=q.device)
-            bias = bias.masked_fill(~key_mask, torch.finfo(q.dtype).min)
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=p)
-            out = out * mask.any(-1).to(out.dtype)[:, None, None, None]
+        real = mask.any(-1).to(out.dtype)[:, None, None, None]  # 0 where every key is masked
+        out = out * real
         out = out.transpose(1, 2).reshape(B, L, self.output_dim)  # concatenate heads
-        return (out, weights) if return_weights else out
+        return (out, weights * real) if return_weights else out
 
 
 class AdditiveAttention(nn.Module):
@@ -201,7 +285,7 @@ class WordCNN(nn.Module):
     ) -> None:
         super().__init__()
         self.conv = nn.Conv1d(in_dim, filters, window, padding="same")
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.output_dim = filters
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
@@ -316,7 +400,7 @@ class MLP(nn.Module):
         super().__init__()
         layers: list[nn.Module] = []
         for hidden in hidden_dims:
-            layers += [nn.Linear(in_dim, hidden), nn.ReLU(), nn.Dropout(dropout)]
+            layers += [nn.Linear(in_dim, hidden), nn.ReLU(), Dropout(dropout)]
             in_dim = hidden
         layers.append(nn.Linear(in_dim, out_dim))
         self.net = nn.Sequential(*layers)

@@ -17,12 +17,15 @@ from torch import Tensor, nn
 from newsrec.data.info import DataInfo
 from newsrec.models.layers import (
     AdditiveAttention,
+    Dropout,
     KnowledgeAwareCNN,
     MultiHeadSelfAttention,
     PersonalizedAttention,
     WordCNN,
     WordEmbedding,
     masked_mean,
+    pack,
+    pad,
     pooling_layer,
 )
 
@@ -54,7 +57,7 @@ class SelfAttentionNewsEncoder(nn.Module):
         self.self_attention = None
         if self_attention:
             self.self_attention = MultiHeadSelfAttention(word_dim, heads, head_dim)
-            self.dropout = nn.Dropout(dropout)
+            self.dropout = Dropout(dropout)
             dim = self.self_attention.output_dim
         self.pooling = pooling_layer(pooling, dim, query_dim)
         self.output_dim = dim
@@ -62,10 +65,12 @@ class SelfAttentionNewsEncoder(nn.Module):
     def forward(self, news: dict[str, Tensor], user: Tensor | None = None) -> Tensor:
         title = news["title"]  # [n, L]
         mask = title != 0
-        x = self.embedding(title)  # [n, L, word_dim]
+        # Embedding, dropout and the attention's projection see the real words only.
+        index = pack(mask)
+        x = self.embedding(title.reshape(-1)[index])  # [T, word_dim]
         if self.self_attention is not None:
-            x = self.dropout(self.self_attention(x, mask))  # eq. 1-2: [n, L, h*hd]
-        return self.pooling(x, mask)[0]  # eq. 3-5: [n, output_dim]
+            x = self.dropout(self.self_attention.forward_packed(x, mask, index))  # eq. 1-2
+        return self.pooling(pad(x, index, mask.shape), mask)[0]  # eq. 3-5: [n, output_dim]
 
 
 class CNNNewsEncoder(nn.Module):
