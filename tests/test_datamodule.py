@@ -18,7 +18,9 @@ DAY = 86_400
 
 @pytest.fixture(scope="module")
 def datamodule(data_dir):
-    dm = MindDataModule(SyntheticSource("synthetic_tiny"), data_dir=str(data_dir), batch_size=16)
+    dm = MindDataModule(
+        SyntheticSource("synthetic_tiny"), data_dir=str(data_dir), batch_size=16, eval_batch_size=32
+    )
     dm.setup("fit")
     return dm
 
@@ -123,8 +125,11 @@ def test_training_batch_shapes_and_masks(datamodule):
 
 def test_evaluation_batches_cover_every_impression_once(datamodule):
     split = datamodule.data.splits["dev"]
-    seen = []
+    seen, widths = [], []
     for batch in datamodule.test_dataloader():
+        # histories are cut to the batch's longest, and batches come by history length
+        widths.append(batch["history"].shape[1])
+        assert widths[-1] == max(1, int(batch["history_mask"].sum(1).max()))
         mask = batch["candidate_mask"].numpy()
         assert (batch["labels"].numpy()[~mask] == -1).all()
         for row, impression in enumerate(batch["impression"].numpy()):
@@ -142,6 +147,7 @@ def test_evaluation_batches_cover_every_impression_once(datamodule):
             assert int(batch["user"][owner]) == int(split.user[i])
         seen.extend(batch["impression"].tolist())
     assert sorted(seen) == sorted(split.impression_id.tolist())
+    assert widths == sorted(widths) and len(set(widths)) > 1
 
 
 def test_training_shards_are_disjoint_per_rank():

@@ -195,12 +195,12 @@ def test_self_attention_ignores_masked_keys_and_all_masked_rows_are_zero():
     assert torch.allclose(weights[1].sum(-1), torch.ones(2, 6))
     assert (out[2] == 0).all() and torch.isfinite(out).all()
     # the fused kernel (the GPU path) gives the same numbers on the rows with a real key
-    q, k, v = (
-        t.view(3, 6, 2, 3).transpose(1, 2) for t in mhsa.qkv(x).split(6, dim=-1)
+    q, k, v = (t.view(3, 6, 2, 3).transpose(1, 2) for t in mhsa.qkv(x).split(6, dim=-1))
+    fused = (
+        torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, None, None, :])
+        .transpose(1, 2)
+        .reshape(3, 6, 6)
     )
-    fused = torch.nn.functional.scaled_dot_product_attention(
-        q, k, v, attn_mask=mask[:, None, None, :]
-    ).transpose(1, 2).reshape(3, 6, 6)
     assert torch.allclose(fused[:2], out[:2], atol=1e-6)
     # the packed path (real items only, as the NRMS news encoder runs it) gives them too
     index = pack(mask)

@@ -167,13 +167,20 @@ class TrainBatchSampler:
 
 
 class EvalImpressions(Dataset):
-    """Impressions of an evaluation split, grouped so each distinct (user, history) is one."""
+    """Impressions of an evaluation split, grouped so each distinct (user, history) is one.
+
+    Groups are ordered by history length and a batch's histories are cut to its longest, so
+    the user encoder skips most padding: MIND histories have a median of ~19 of 50 slots,
+    and self-attention over them costs the square of the width.
+    """
 
     def __init__(self, split: SplitArrays, rows: np.ndarray, history_len: int):
         self.split, self.history_len = split, history_len
         user = np.asarray(split.user)
         key = np.asarray(split.history_id)[rows] * (int(user.max()) + 1) + user[rows]
-        order = np.argsort(key, kind="stable")
+        offsets = np.asarray(split.history_offsets)
+        self.lengths = np.minimum(np.diff(offsets), history_len)  # per impression of the split
+        order = np.lexsort((key, self.lengths[rows]))  # by length, then group: groups stay whole
         self.rows, self.group_key = rows[order], key[order]
         self.labels = np.asarray(split.labels)
         self.truth = None if split.truth is None else np.asarray(split.truth)
@@ -187,7 +194,8 @@ class EvalImpressions(Dataset):
         _, first, owner = np.unique(
             self.group_key[positions], return_index=True, return_inverse=True
         )
-        history, history_mask = _padded(s.history_offsets, s.history, imp[first], self.history_len)
+        longest = max(1, int(self.lengths[imp].max()))  # the batch's longest history
+        history, history_mask = _padded(s.history_offsets, s.history, imp[first], longest)
         width = int(np.diff(s.candidate_offsets)[imp].max())
         candidates, candidate_mask = _padded(
             s.candidate_offsets, s.candidates, imp, width, right=True

@@ -106,7 +106,9 @@ class NewsRecModule(pl.LightningModule):
             if datamodule is not None and hasattr(datamodule, "eval_news"):
                 split = datamodule.test_split if split == "test" else split
                 rows = datamodule.eval_news(split).to(self.device)  # only what the split reads
-            self._news_vectors = self.recommender.encode_all_news(self.table, rows)
+            # Epoch hooks run outside the steps' precision context (bf16 autocast): enter it.
+            with self.trainer.precision_plugin.forward_context():
+                self._news_vectors = self.recommender.encode_all_news(self.table, rows)
 
     def score(self, batch: dict[str, Tensor]) -> Tensor:
         """Scores [B, C] of an evaluation batch, by the fast path where the model allows it."""
