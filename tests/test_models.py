@@ -19,9 +19,10 @@ from newsrec.models.layers import (
     AdditiveAttention,
     Dropout,
     MaskedGRU,
+    MeanPooling,
     MultiHeadSelfAttention,
+    Packed,
     masked_softmax,
-    pack,
     pad,
 )
 
@@ -202,15 +203,36 @@ def test_self_attention_ignores_masked_keys_and_all_masked_rows_are_zero():
         .reshape(3, 6, 6)
     )
     assert torch.allclose(fused[:2], out[:2], atol=1e-6)
-    # the packed path (real items only, as the NRMS news encoder runs it) gives them too
-    index = pack(mask)
-    packed = mhsa.forward_packed(x.reshape(-1, 12)[index], mask, index)
-    assert packed.shape == (int(mask.sum()), 6)
-    assert torch.allclose(pad(packed, index, (3, 6)), out * mask[..., None], atol=1e-6)
+    # the packed path (real items only, in groups of rows, as the NRMS news encoder runs it)
+    # gives them too, whatever the grouping
+    for groups in (1, 2, 3):
+        packed = Packed(mask, groups=groups)
+        result = mhsa.forward_packed(x.reshape(-1, 12)[packed.index], packed)
+        assert result.shape == (int(mask.sum()), 6)
+        assert torch.allclose(pad(result, packed.index, (3, 6)), out * mask[..., None], atol=1e-6)
     # keys at masked positions can hold anything
     x2 = x.clone()
     x2[0, 4:] = 100 * torch.randn(2, 12)
     assert torch.allclose(mhsa(x2, mask)[0, :4], out[0, :4], atol=1e-5)
+
+
+def test_packed_pooling_equals_padded_pooling():
+    torch.manual_seed(0)
+    lengths = torch.tensor([0, 1, 2, 3, 3, 5, 7])  # sorted, one empty row
+    mask = torch.arange(8)[None, :] < lengths[:, None]
+    x = torch.randn(7, 8, 10)
+    packed = Packed(mask, groups=3)
+    # groups: contiguous rows and items, each cut to its own longest row
+    assert [r.start for r in packed.rows] == [0, 2, 5] and packed.rows[-1].stop == 7
+    assert [t.stop - t.start for t in packed.tokens] == [1, 8, 12]
+    assert [m.shape[1] for m in packed.masks] == [1, 3, 7]
+    items = x.reshape(-1, 10)[packed.index]
+    for layer in (AdditiveAttention(10, query_dim=4), MeanPooling(10)):
+        pooled, weights = layer(x, mask)
+        packed_pooled, packed_weights = layer.forward_packed(items, packed)
+        assert torch.allclose(packed_pooled, pooled, atol=1e-6)
+        assert torch.allclose(packed_weights, weights, atol=1e-6)
+        assert (packed_pooled[0] == 0).all()
 
 
 def test_dropout_drops_at_the_rate_and_keeps_the_expectation():

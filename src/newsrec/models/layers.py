@@ -46,6 +46,45 @@ def unpad(x: Tensor, index: Tensor) -> Tensor:
     return x.reshape(-1, x.shape[-1]).index_select(0, index)
 
 
+class Packed:
+    """A batch of sequences (mask [n, L]) held as its real items only, [T, D] in row order.
+
+    Per-item layers (embeddings, projections, dropout) run on the T real items. Layers that
+    need whole sequences (self-attention) pad one group of rows at a time, each cut to its
+    own longest row: with rows sorted by length, the groups hold similar lengths and little
+    padding. Group g covers rows `rows[g]`, items `tokens[g]` (contiguous, as packing is row
+    by row), and pads with its own `masks[g]` / `indices[g]`.
+    """
+
+    def __init__(self, mask: Tensor, groups: int = 1) -> None:
+        self.mask = mask
+        self.index = pack(mask)  # [T]
+        self.row = torch.div(self.index, mask.shape[1], rounding_mode="floor")  # row of each item
+        ends = mask.sum(1).cumsum(0).tolist()
+        self.rows, self.tokens, self.masks, self.indices = [], [], [], []
+        bounds = torch.linspace(0, mask.shape[0], groups + 1).round().long().tolist()
+        for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+            if a == b:
+                continue
+            sub = mask[a:b]
+            used = sub.any(0).nonzero()
+            sub = sub[:, : int(used.max()) + 1 if len(used) else 1]  # cut to the group's longest
+            self.rows.append(slice(a, b))
+            self.tokens.append(slice(ends[a - 1] if a else 0, ends[b - 1]))
+            self.masks.append(sub)
+            self.indices.append(pack(sub))
+
+    def pad_scores(self, scores: Tensor) -> Tensor:
+        """One value per item [T] -> [n, L], zeros at padding."""
+        return pad(scores.unsqueeze(-1), self.index, self.mask.shape).squeeze(-1)
+
+    def pool(self, x: Tensor, weights: Tensor) -> Tensor:
+        """sum_i weights[r, i] x_i over each row r's items: x [T, D], weights [n, L] -> [n, D]."""
+        w = weights.reshape(-1).index_select(0, self.index).unsqueeze(-1)  # [T, 1]
+        out = x.new_zeros(self.mask.shape[0], x.shape[-1])
+        return out.index_add(0, self.row, (x * w).to(out.dtype))
+
+
 class _CheapMaskDropout(torch.autograd.Function):
     """Inverted dropout whose mask comes from 16 random bits per element (see `Dropout`)."""
 
@@ -167,14 +206,18 @@ class MultiHeadSelfAttention(nn.Module):
         """x [B, L, in_dim], mask [B, L] -> [B, L, heads * head_dim] (and weights [B, h, L, L])."""
         return self._attend(self.qkv(x), mask, return_weights)
 
-    def forward_packed(self, x: Tensor, mask: Tensor, index: Tensor) -> Tensor:
-        """The real items only: x [T, in_dim] at `index = pack(mask)` -> [T, heads * head_dim].
+    def forward_packed(self, x: Tensor, packed: Packed) -> Tensor:
+        """The real items only: x [T, in_dim] -> [T, heads * head_dim].
 
-        The projection, the layer's largest product, then skips the padding (a quarter to a
-        half of a batch of titles even when they are grouped by length).
+        The projection, the layer's largest product, runs once over the real items; the
+        attention pads one group of similar-length rows at a time (see `Packed`).
         """
-        qkv = pad(self.qkv(x), index, mask.shape)  # [B, L, 3 * h * hd]
-        return unpad(self._attend(qkv, mask), index)
+        qkv = self.qkv(x)  # [T, 3 * h * hd]
+        parts = [
+            unpad(self._attend(pad(qkv[tokens], index, mask.shape), mask), index)
+            for tokens, mask, index in zip(packed.tokens, packed.masks, packed.indices, strict=True)
+        ]
+        return torch.cat(parts) if len(parts) > 1 else parts[0]
 
     def _attend(
         self, qkv: Tensor, mask: Tensor, return_weights: bool = False
@@ -227,6 +270,12 @@ class AdditiveAttention(nn.Module):
         weights = masked_softmax(scores, mask)  # eq. 4 / 9
         return (weights.unsqueeze(-2) @ x).squeeze(-2), weights  # eq. 5 / 10: [B, D]
 
+    def forward_packed(self, x: Tensor, packed: Packed) -> tuple[Tensor, Tensor]:
+        """The real items only: x [T, D] -> pooled [B, D], weights [B, L]."""
+        scores = torch.tanh(self.projection(x)) @ self.query  # [T]
+        weights = masked_softmax(packed.pad_scores(scores), packed.mask)
+        return packed.pool(x, weights), weights
+
 
 class MeanPooling(nn.Module):
     """Mean over real positions: the 'no attention' pooling of the NRMS ablations (Fig. 3).
@@ -240,9 +289,18 @@ class MeanPooling(nn.Module):
 
     def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         """x [B, L, D], mask [B, L] -> pooled [B, D], weights [B, L]."""
-        m = mask.to(x.dtype)
-        weights = m / m.sum(-1, keepdim=True).clamp(min=1.0)
+        weights = self._weights(mask, x.dtype)
         return (weights.unsqueeze(-2) @ x).squeeze(-2), weights
+
+    def forward_packed(self, x: Tensor, packed: Packed) -> tuple[Tensor, Tensor]:
+        """The real items only: x [T, D] -> pooled [B, D], weights [B, L]."""
+        weights = self._weights(packed.mask, x.dtype)
+        return packed.pool(x, weights), weights
+
+    @staticmethod
+    def _weights(mask: Tensor, dtype: torch.dtype) -> Tensor:
+        m = mask.to(dtype)
+        return m / m.sum(-1, keepdim=True).clamp(min=1.0)
 
 
 def pooling_layer(kind: str, in_dim: int, query_dim: int = 200) -> AdditiveAttention | MeanPooling:

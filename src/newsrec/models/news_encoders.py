@@ -20,12 +20,11 @@ from newsrec.models.layers import (
     Dropout,
     KnowledgeAwareCNN,
     MultiHeadSelfAttention,
+    Packed,
     PersonalizedAttention,
     WordCNN,
     WordEmbedding,
     masked_mean,
-    pack,
-    pad,
     pooling_layer,
 )
 
@@ -39,6 +38,7 @@ class SelfAttentionNewsEncoder(nn.Module):
 
     needs_user = False
     features = ("title",)
+    sorts_by_length = True  # the Recommender need not group its news by length
 
     def __init__(
         self,
@@ -64,13 +64,16 @@ class SelfAttentionNewsEncoder(nn.Module):
 
     def forward(self, news: dict[str, Tensor], user: Tensor | None = None) -> Tensor:
         title = news["title"]  # [n, L]
-        mask = title != 0
-        # Embedding, dropout and the attention's projection see the real words only.
-        index = pack(mask)
-        x = self.embedding(title.reshape(-1)[index])  # [T, word_dim]
+        # Titles are sorted by length and packed: embedding, dropout and every projection see
+        # the real words only, and self-attention pads groups of similar length.
+        order = torch.argsort((title != 0).sum(1), stable=True)
+        title = title[order]
+        packed = Packed(title != 0, groups=min(6, max(1, len(title) // 256)))
+        x = self.embedding(title.reshape(-1)[packed.index])  # [T, word_dim]
         if self.self_attention is not None:
-            x = self.dropout(self.self_attention.forward_packed(x, mask, index))  # eq. 1-2
-        return self.pooling(pad(x, index, mask.shape), mask)[0]  # eq. 3-5: [n, output_dim]
+            x = self.dropout(self.self_attention.forward_packed(x, packed))  # eq. 1-2
+        vectors = self.pooling.forward_packed(x, packed)[0]  # eq. 3-5: [n, output_dim]
+        return torch.empty_like(vectors).index_copy_(0, order, vectors)  # back in input order
 
 
 class CNNNewsEncoder(nn.Module):
