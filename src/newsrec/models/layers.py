@@ -49,6 +49,9 @@ def unpad(x: Tensor, index: Tensor) -> Tensor:
 class Packed:
     """A batch of sequences (mask [n, L]) held as its real items only, [T, D] in row order.
 
+    `Packed.sorted(mask, rows_per_group)` sorts the rows by length first and says how to put
+    results back in the input order.
+
     Per-item layers (embeddings, projections, dropout) run on the T real items. Layers that
     need whole sequences (self-attention) pad one group of rows at a time, each cut to its
     own longest row: with rows sorted by length, the groups hold similar lengths and little
@@ -68,11 +71,24 @@ class Packed:
                 continue
             sub = mask[a:b]
             used = sub.any(0).nonzero()
-            sub = sub[:, : int(used.max()) + 1 if len(used) else 1]  # cut to the group's longest
+            # cut to the columns in use: right (titles) or left padding (histories)
+            sub = sub[:, int(used.min()) : int(used.max()) + 1] if len(used) else sub[:, :1]
             self.rows.append(slice(a, b))
             self.tokens.append(slice(ends[a - 1] if a else 0, ends[b - 1]))
             self.masks.append(sub)
             self.indices.append(pack(sub))
+
+    @classmethod
+    def sorted(cls, mask: Tensor, rows_per_group: int, max_groups: int = 6) -> tuple[Packed, Tensor]:
+        """Packed rows of `mask` sorted by length, and `order` (sorted position -> input row)."""
+        order = torch.argsort(mask.sum(1), stable=True)
+        groups = min(max_groups, max(1, len(order) // rows_per_group))
+        return cls(mask[order], groups), order
+
+    @staticmethod
+    def unsort(x: Tensor, order: Tensor) -> Tensor:
+        """Rows computed in sorted order back in the input order."""
+        return torch.empty_like(x).index_copy_(0, order, x)
 
     def pad_scores(self, scores: Tensor) -> Tensor:
         """One value per item [T] -> [n, L], zeros at padding."""

@@ -66,14 +66,12 @@ class SelfAttentionNewsEncoder(nn.Module):
         title = news["title"]  # [n, L]
         # Titles are sorted by length and packed: embedding, dropout and every projection see
         # the real words only, and self-attention pads groups of similar length.
-        order = torch.argsort((title != 0).sum(1), stable=True)
-        title = title[order]
-        packed = Packed(title != 0, groups=min(6, max(1, len(title) // 256)))
-        x = self.embedding(title.reshape(-1)[packed.index])  # [T, word_dim]
+        packed, order = Packed.sorted(title != 0, rows_per_group=256)
+        x = self.embedding(title[order].reshape(-1)[packed.index])  # [T, word_dim]
         if self.self_attention is not None:
             x = self.dropout(self.self_attention.forward_packed(x, packed))  # eq. 1-2
         vectors = self.pooling.forward_packed(x, packed)[0]  # eq. 3-5: [n, output_dim]
-        return torch.empty_like(vectors).index_copy_(0, order, vectors)  # back in input order
+        return Packed.unsort(vectors, order)
 
 
 class CNNNewsEncoder(nn.Module):
