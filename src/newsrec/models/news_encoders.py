@@ -38,7 +38,6 @@ class SelfAttentionNewsEncoder(nn.Module):
 
     needs_user = False
     features = ("title",)
-    sorts_by_length = True  # the Recommender need not group its news by length
 
     def __init__(
         self,
@@ -50,8 +49,10 @@ class SelfAttentionNewsEncoder(nn.Module):
         head_dim: int = 16,
         pooling: str = "additive",  # 'additive' (paper) or 'mean' (ablation)
         query_dim: int = 200,  # paper: additive attention query 200
+        pack: bool = True,  # False: the plain padded computation (same result, slower)
     ) -> None:
         super().__init__()
+        self.pack = pack
         self.embedding = WordEmbedding(data, word_dim, dropout)
         dim = word_dim
         self.self_attention = None
@@ -62,8 +63,19 @@ class SelfAttentionNewsEncoder(nn.Module):
         self.pooling = pooling_layer(pooling, dim, query_dim)
         self.output_dim = dim
 
+    @property
+    def sorts_by_length(self) -> bool:
+        """Whether the encoder groups titles by length itself (the Recommender need not)."""
+        return self.pack
+
     def forward(self, news: dict[str, Tensor], user: Tensor | None = None) -> Tensor:
         title = news["title"]  # [n, L]
+        if not self.pack:
+            mask = title != 0
+            x = self.embedding(title)  # [n, L, word_dim]
+            if self.self_attention is not None:
+                x = self.dropout(self.self_attention(x, mask))  # eq. 1-2: [n, L, h*hd]
+            return self.pooling(x, mask)[0]  # eq. 3-5: [n, output_dim]
         # Titles are sorted by length and packed: embedding, dropout and every projection see
         # the real words only, and self-attention pads groups of similar length.
         packed, order = Packed.sorted(title != 0, rows_per_group=256)
