@@ -1,15 +1,21 @@
 """newsrec benchmarks at MIND-small scale (the `synthetic_small` world), one command:
 
-    python benchmarks/bench.py                      # all parts, results to benchmarks/RESULTS.md
+    python benchmarks/bench.py                      # all parts -> benchmarks/results.json
     python benchmarks/bench.py --parts train eval   # a subset
+    python benchmarks/bench.py --modes dedup naive  # some training modes only
     python benchmarks/bench.py --data synthetic     # another data config (quick look)
 
-Parts (each in its own process, so peak memory is its own):
-- preprocess: cold (empty cache) and warm (cache hit) preprocessing time and peak memory;
+benchmarks/RESULTS.md records the runs with machine and date. Parts (each in its own
+process, so peak memory is its own):
+- generate / preprocess: world generation; cold (empty cache) and warm (cache hit)
+  preprocessing time and peak memory;
 - train: steady-state training samples/s of NRMS at paper sizes (batch 64, K = 4, history 50,
-  title 30), float32 with news de-duplicated, the same without de-duplication (reference),
-  and bf16 autocast; peak memory; FLOPs per step counted with torch.utils.flop_counter and
-  the model FLOP utilisation against this machine's measured matmul throughput;
+  title 30), in modes (TRAIN_MODES): float32 and bf16 autocast with news de-duplicated and
+  titles packed (the defaults), bf16 with torch.compile, and two references in the same run:
+  without de-duplication (every news slot encoded, titles still packed) and naive (every slot,
+  padded titles: what the peers do). Median and best of several rounds over the same
+  batches, peak memory, FLOPs per step (torch.utils.flop_counter) and the model FLOP
+  utilisation against this machine's measured matmul throughput;
 - eval: full evaluation of the dev split (every impression), float32 and bf16, and the
   metrics' agreement between the two.
 """
@@ -113,21 +119,35 @@ def matmul_tflops(dtype) -> float:
     return 2 * 2048**3 * n / (time.perf_counter() - start) / 1e12
 
 
+TRAIN_MODES = {
+    # mode: (precision, de-duplicate news, pack titles, torch.compile)
+    "dedup": ("32-true", True, True, False),
+    "bf16": ("bf16-mixed", True, True, False),
+    "bf16_compile": ("bf16-mixed", True, True, True),
+    "no_dedup": ("32-true", False, True, False),
+    "naive": ("32-true", False, False, False),
+}
+
+
 def part_train(args) -> dict:
+    import statistics
+
     import torch
     import torch.nn.functional as F
     from torch.utils.flop_counter import FlopCounterMode
 
+    precision, dedup, pack, compile_ = TRAIN_MODES[args.mode]
     torch.manual_seed(0)
     cfg = config(args.data, args.data_dir)
     dm = datamodule(cfg)
     dm.setup("fit")
     module = _module(cfg, dm).train()
-    module.recommender.dedup = args.mode != "no_dedup"
+    module.recommender.dedup = dedup
+    module.recommender.news_encoder.pack = pack
     optimizer = module.configure_optimizers()
-    amp = args.mode == "bf16"
+    amp = precision == "bf16-mixed"
     loader = iter(dm.train_dataloader())
-    slots, unique = [], []
+    slots, unique, real = [], [], []
 
     def step(batch):
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
@@ -137,33 +157,53 @@ def part_train(args) -> dict:
         loss.backward()
         optimizer.step()
 
+    start = time.perf_counter()
+    if compile_:
+        module.recommender.news_encoder.compile(dynamic=True)
+        module.recommender.user_encoder.compile(dynamic=True)
     for _ in range(args.warmup):
         step(next(loader))
+    warmup_s = time.perf_counter() - start
     batches = [next(loader) for _ in range(args.steps)]
     for b in batches:
         rows = torch.cat([b["history"].ravel(), b["candidates"].ravel()])
         slots.append(len(rows))
+        real.append(int((rows != 0).sum()))
         unique.append(len(torch.unique(rows)))
-    start = time.perf_counter()
-    for b in batches:
-        step(b)
-    seconds = time.perf_counter() - start
+    if compile_:  # shapes vary by batch: let every timed batch's graph exist before timing
+        for b in batches:
+            step(b)
+    # Rounds of the same batches: this shared machine's speed drifts by 10-30% between
+    # minutes, so the median round is reported beside the best.
+    rounds = []
+    for _ in range(args.rounds):
+        start = time.perf_counter()
+        for b in batches:
+            step(b)
+        rounds.append((time.perf_counter() - start) / args.steps)
     with FlopCounterMode(display=False) as counter:
         step(batches[0])
     flops = counter.get_total_flops()
-    samples_s = args.steps * dm.batch_size / seconds
+    step_s = statistics.median(rounds)
     peak = matmul_tflops(torch.bfloat16 if amp else torch.float32)
-    achieved = flops * args.steps / seconds / 1e12 if args.mode != "no_dedup" else None
+    achieved = flops / step_s / 1e12
     return {
         "mode": args.mode,
-        "samples_per_s": samples_s,
-        "step_ms": 1000 * seconds / args.steps,
+        "precision": precision,
+        "dedup": dedup,
+        "pack": pack,
+        "compile": compile_,
+        "samples_per_s": dm.batch_size / step_s,
+        "samples_per_s_best": dm.batch_size / min(rounds),
+        "step_ms_rounds": [1000 * r for r in rounds],
+        "warmup_s": warmup_s,
         "news_slots_per_batch": sum(slots) / len(slots),
+        "real_news_slots_per_batch": sum(real) / len(real),
         "distinct_news_per_batch": sum(unique) / len(unique),
         "gflop_per_step_first_batch": flops / 1e9,
         "achieved_tflops": achieved,
         "matmul_peak_tflops": peak,
-        "mfu": None if achieved is None else achieved / peak,
+        "mfu": achieved / peak,
         "peak_gib": peak_rss_gib(),
         "threads": torch.get_num_threads(),
     }
@@ -215,7 +255,8 @@ def child(part: str, args, *extra: str) -> dict:
         "--data-dir",
         args.data_dir,
     ]
-    command += ["--steps", str(args.steps), "--warmup", str(args.warmup), *extra]
+    command += ["--steps", str(args.steps), "--warmup", str(args.warmup)]
+    command += ["--rounds", str(args.rounds), *extra]
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
     if result.returncode != 0:
         raise RuntimeError(f"{part} failed:\n{result.stderr[-4000:]}")
@@ -246,8 +287,12 @@ def main() -> None:
     parser.add_argument("--data", default="synthetic_small")
     parser.add_argument("--data-dir", default=str(ROOT / "data"))
     parser.add_argument("--parts", nargs="+", default=["generate", "preprocess", "train", "eval"])
-    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--steps", type=int, default=10, help="batches per timed round")
+    parser.add_argument("--rounds", type=int, default=5, help="timed rounds (median reported)")
     parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument(
+        "--modes", nargs="+", default=list(TRAIN_MODES), help="training modes to measure"
+    )
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results.json"))
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--mode", default="dedup", help=argparse.SUPPRESS)
@@ -268,10 +313,10 @@ def main() -> None:
         results["preprocess"] = {"cold": cold, "warm": warm}
         print("preprocess", results["preprocess"], flush=True)
     if "train" in args.parts:
-        results["train"] = {
-            m: child("train", args, "--mode", m) for m in ("dedup", "no_dedup", "bf16")
-        }
-        print("train", results["train"], flush=True)
+        results["train"] = {}
+        for mode in args.modes:
+            results["train"][mode] = child("train", args, "--mode", mode)
+            print("train", results["train"][mode], flush=True)
     if "eval" in args.parts:
         results["eval"] = child("eval", args)
         print("eval", results["eval"], flush=True)
