@@ -166,3 +166,25 @@ def test_word_attention_picture(trained, data_dir, tmp_path):
         weights = word_attention(module.recommender.news_encoder, title)
     torch.testing.assert_close(weights.sum(1), torch.ones(2))  # eq. 4: a softmax over words
     assert (weights[title == 0] == 0).all()  # padding gets no attention
+
+
+@pytest.mark.slow
+def test_compiled_run_evaluates_like_eager(data_dir, tmp_path):
+    """compile=true trains, and its checkpoint (unchanged keys) scores the same in eager mode."""
+    cfg = make_config(
+        "train",
+        ["data=synthetic_tiny", "trainer=cpu", "trainer.max_epochs=1", "compile=true", *SMALL_NRMS],
+        data_dir,
+        tmp_path / "compiled",
+    )
+    compiled = train(cfg)
+    eager = evaluate(
+        make_config(
+            "eval",
+            ["data=synthetic_tiny", "trainer=cpu", f"ckpt_path={compiled['best_checkpoint']}"],
+            data_dir,
+            tmp_path / "eval",
+        )
+    )
+    for key in METRIC_KEYS:
+        assert eager[key] == pytest.approx(compiled[key], abs=1e-5), key
