@@ -229,9 +229,11 @@ class MultiHeadSelfAttention(nn.Module):
         attention pads one group of similar-length rows at a time (see `Packed`).
         """
         qkv = self.qkv(x)  # [T, 3 * h * hd]
+        # split, not slicing: a slice's gradient is a zero-filled [T, 3 * h * hd] per group
+        groups = qkv.split([t.stop - t.start for t in packed.tokens])
         parts = [
-            unpad(self._attend(pad(qkv[tokens], index, mask.shape), mask), index)
-            for tokens, mask, index in zip(packed.tokens, packed.masks, packed.indices, strict=True)
+            unpad(self._attend(pad(part, index, mask.shape), mask), index)
+            for part, mask, index in zip(groups, packed.masks, packed.indices, strict=True)
         ]
         return torch.cat(parts) if len(parts) > 1 else parts[0]
 
