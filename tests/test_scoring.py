@@ -92,7 +92,12 @@ def test_fast_evaluation_equals_scoring_each_impression_alone(dm, name):
     batch = next(iter(loader))
     with torch.no_grad():
         if model.cacheable:
-            fast = model.cached_scores(batch, model.encode_all_news(table))
+            vectors = model.encode_all_news(table)
+            # with the user encoder's per-news work done once (as evaluation runs), and without
+            fast = model.cached_scores(batch, vectors, model.history_inputs(vectors))
+            torch.testing.assert_close(
+                fast, model.cached_scores(batch, vectors), rtol=1e-5, atol=1e-6
+            )
         else:
             fast = model.exact_scores(batch, table)
         owner = batch["owner"]

@@ -79,7 +79,9 @@ class Packed:
             self.indices.append(pack(sub))
 
     @classmethod
-    def sorted(cls, mask: Tensor, rows_per_group: int, max_groups: int = 6) -> tuple[Packed, Tensor]:
+    def sorted(
+        cls, mask: Tensor, rows_per_group: int, max_groups: int = 6
+    ) -> tuple[Packed, Tensor]:
         """Packed rows of `mask` sorted by length, and `order` (sorted position -> input row)."""
         order = torch.argsort(mask.sum(1), stable=True)
         groups = min(max_groups, max(1, len(order) // rows_per_group))
@@ -220,7 +222,7 @@ class MultiHeadSelfAttention(nn.Module):
         self, x: Tensor, mask: Tensor, return_weights: bool = False
     ) -> Tensor | tuple[Tensor, Tensor]:
         """x [B, L, in_dim], mask [B, L] -> [B, L, heads * head_dim] (and weights [B, h, L, L])."""
-        return self._attend(self.qkv(x), mask, return_weights)
+        return self.attend(self.qkv(x), mask, return_weights)
 
     def forward_packed(self, x: Tensor, packed: Packed) -> Tensor:
         """The real items only: x [T, in_dim] -> [T, heads * head_dim].
@@ -232,14 +234,15 @@ class MultiHeadSelfAttention(nn.Module):
         # split, not slicing: a slice's gradient is a zero-filled [T, 3 * h * hd] per group
         groups = qkv.split([t.stop - t.start for t in packed.tokens])
         parts = [
-            unpad(self._attend(pad(part, index, mask.shape), mask), index)
+            unpad(self.attend(pad(part, index, mask.shape), mask), index)
             for part, mask, index in zip(groups, packed.masks, packed.indices, strict=True)
         ]
         return torch.cat(parts) if len(parts) > 1 else parts[0]
 
-    def _attend(
+    def attend(
         self, qkv: Tensor, mask: Tensor, return_weights: bool = False
     ) -> Tensor | tuple[Tensor, Tensor]:
+        """Attention from projected items: qkv [B, L, 3 * h * hd] (`self.qkv(x)`), mask [B, L]."""
         B, L, _ = qkv.shape
         q, k, v = qkv.split(self.output_dim, dim=-1)  # 3 x [B, L, h*hd]
         q, k, v = (t.view(B, L, self.heads, self.head_dim).transpose(1, 2) for t in (q, k, v))

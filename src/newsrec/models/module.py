@@ -50,6 +50,7 @@ class NewsRecModule(pl.LightningModule):
             {stage: ImpressionMetrics() for stage in ("val", "test", "val_oracle", "test_oracle")}
         )
         self._news_vectors: Tensor | None = None
+        self._history_inputs: Tensor | None = None
         self.extra: dict = {}  # vocabulary etc., saved with checkpoints (see on_save_checkpoint)
 
     # -- the news table lives on the device --------------------------------------------------
@@ -99,7 +100,7 @@ class NewsRecModule(pl.LightningModule):
 
     # -- evaluation ---------------------------------------------------------------------------
     def _start_eval(self, split: str) -> None:
-        self._news_vectors = None
+        self._news_vectors = self._history_inputs = None
         if self.recommender.cacheable:
             datamodule = getattr(self.trainer, "datamodule", None)
             rows = None
@@ -109,12 +110,13 @@ class NewsRecModule(pl.LightningModule):
             # Epoch hooks run outside the steps' precision context (bf16 autocast): enter it.
             with self.trainer.precision_plugin.forward_context():
                 self._news_vectors = self.recommender.encode_all_news(self.table, rows)
+                self._history_inputs = self.recommender.history_inputs(self._news_vectors)
 
     def score(self, batch: dict[str, Tensor]) -> Tensor:
         """Scores [B, C] of an evaluation batch, by the fast path where the model allows it."""
         if self._news_vectors is None:
             return self.recommender.exact_scores(batch, self.table)
-        return self.recommender.cached_scores(batch, self._news_vectors)
+        return self.recommender.cached_scores(batch, self._news_vectors, self._history_inputs)
 
     def _eval_step(self, batch: dict[str, Tensor], stage: str) -> None:
         scores = self.score(batch).float()
@@ -125,7 +127,7 @@ class NewsRecModule(pl.LightningModule):
             )
 
     def _end_eval(self, stage: str) -> None:
-        self._news_vectors = None
+        self._news_vectors = self._history_inputs = None
         results = self.metrics[stage].compute()
         values = {f"{stage}/{name}": results[name] for name in METRICS}
         oracle = self.metrics[f"{stage}_oracle"]

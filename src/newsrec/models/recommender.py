@@ -169,18 +169,34 @@ class Recommender(nn.Module):
             parts.append(self(chunk, table))
         return torch.cat(parts)
 
+    def history_inputs(self, news_vectors: Tensor) -> Tensor | None:
+        """Per-news inputs of the user encoder for `cached_scores`, if it has any to precompute
+        (NRMS: its self-attention's projections of each news vector); else None."""
+        prepare = getattr(self.user_encoder, "prepare_history", None)
+        return None if prepare is None else prepare(news_vectors)
+
     def cached_scores(
-        self, batch: dict[str, Tensor], news_vectors: Tensor, max_cells: int = 200_000
+        self,
+        batch: dict[str, Tensor],
+        news_vectors: Tensor,
+        history_inputs: Tensor | None = None,
+        max_cells: int = 200_000,
     ) -> Tensor:
         """Scores of an evaluation batch from precomputed news vectors [num_news, D].
 
         Each distinct history of the batch is encoded once (`owner` maps impressions to them)
         and only real candidates are scored: impressions range from 2 to 300 candidates, so
-        a padded [B, C, D] gather would be mostly padding. A candidate-aware user encoder
+        a padded [B, C, D] gather would be mostly padding. `history_inputs` (from
+        `history_inputs(news_vectors)`) spares the user encoder its per-news work. A candidate-aware user encoder
         (DKN) needs one user vector per candidate: it runs on a few impressions at a time
         (at most `max_cells` candidate x history slots).
         """
         owner = batch["owner"]
+        if history_inputs is not None and not self.candidate_aware:
+            users = self.user_encoder.forward_prepared(
+                history_inputs[batch["history"]], batch["history_mask"]
+            )  # [H, D]
+            return self._score_real_candidates(batch, news_vectors, users)
         history = news_vectors[batch["history"]]  # [H, N, D]
         if self.candidate_aware:
             b, c = batch["candidates"].shape
@@ -196,6 +212,13 @@ class Recommender(nn.Module):
                 )
             return torch.cat(parts)
         users = self.user_encoder(history, batch["history_mask"], batch["user"])  # [H, D]
+        return self._score_real_candidates(batch, news_vectors, users)
+
+    def _score_real_candidates(
+        self, batch: dict[str, Tensor], news_vectors: Tensor, users: Tensor
+    ) -> Tensor:
+        """Scores [B, C] of the real candidates (zeros at padding) from one vector per history."""
+        owner = batch["owner"]
         mask = batch["candidate_mask"]
         impression, slot = mask.nonzero(as_tuple=True)  # the real candidates, flat
         candidates = news_vectors[batch["candidates"][impression, slot]]  # [M, D]

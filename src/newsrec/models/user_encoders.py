@@ -73,9 +73,19 @@ class SelfAttentionUserEncoder(nn.Module):
         user: Tensor,
         candidates: Tensor | None = None,
     ) -> Tensor:
-        x = history  # [B, N, D]
+        return self.forward_prepared(self.prepare_history(history), history_mask)
+
+    def prepare_history(self, news: Tensor) -> Tensor:
+        """What this encoder computes from each history news on its own: the self-attention's
+        projections, [..., D] -> [..., 3 * D]. Evaluation computes it once per news of the
+        split (`Recommender.history_inputs`) instead of once per history slot."""
+        return news if self.self_attention is None else self.self_attention.qkv(news)
+
+    def forward_prepared(self, prepared: Tensor, history_mask: Tensor) -> Tensor:
+        """User vectors [B, D] from `prepare_history` of the history [B, N, ...]."""
+        x = prepared
         if self.self_attention is not None:
-            x = self.self_attention(x, history_mask)  # eq. 6-7: [B, N, D]
+            x = self.self_attention.attend(prepared, history_mask)  # eq. 6-7: [B, N, D]
         return self.pooling(x, history_mask)[0]  # eq. 8-10: [B, D]
 
 
