@@ -29,3 +29,17 @@ def test_preset_trains_one_epoch_and_evaluates(name, train_config, tmp_path):
     for key in ("test/auc", "test/mrr", "test/ndcg@5", "test/ndcg@10"):
         assert math.isfinite(metrics[key]) and 0.0 <= metrics[key] <= 1.0
     assert metrics["test/oracle_auc"] > 0.6
+
+
+def test_precision_and_loader_workers_follow_the_machine(monkeypatch, tmp_path):
+    """CPU: float32 and no loader workers; GPU: bf16-mixed and a few workers (<= 4)."""
+    from conftest import make_config
+
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    cfg = make_config("train", [], tmp_path, tmp_path)
+    assert cfg.trainer.precision == "32-true" and cfg.data.num_workers == 0
+    monkeypatch.setattr("torch.cuda.is_available", lambda: True)
+    for cores, workers in ((2, 1), (16, 4), (64, 4)):
+        monkeypatch.setattr("os.cpu_count", lambda cores=cores: cores)
+        cfg = make_config("train", [], tmp_path, tmp_path)
+        assert cfg.trainer.precision == "bf16-mixed" and cfg.data.num_workers == workers
