@@ -175,7 +175,7 @@ class EvalImpressions(Dataset):
     """
 
     def __init__(self, split: SplitArrays, rows: np.ndarray, history_len: int):
-        self.split, self.history_len = split, history_len
+        self.split = split
         user = np.asarray(split.user)
         key = np.asarray(split.history_id)[rows] * (int(user.max()) + 1) + user[rows]
         offsets = np.asarray(split.history_offsets)

@@ -187,18 +187,13 @@ class Recommender(nn.Module):
         Each distinct history of the batch is encoded once (`owner` maps impressions to them)
         and only real candidates are scored: impressions range from 2 to 300 candidates, so
         a padded [B, C, D] gather would be mostly padding. `history_inputs` (from
-        `history_inputs(news_vectors)`) spares the user encoder its per-news work. A candidate-aware user encoder
-        (DKN) needs one user vector per candidate: it runs on a few impressions at a time
-        (at most `max_cells` candidate x history slots).
+        `history_inputs(news_vectors)`) spares the user encoder its per-news work. A
+        candidate-aware user encoder (DKN) needs one user vector per candidate: it runs on a
+        few impressions at a time (at most `max_cells` candidate x history slots).
         """
         owner = batch["owner"]
-        if history_inputs is not None and not self.candidate_aware:
-            users = self.user_encoder.forward_prepared(
-                history_inputs[batch["history"]], batch["history_mask"]
-            )  # [H, D]
-            return self._score_real_candidates(batch, news_vectors, users)
-        history = news_vectors[batch["history"]]  # [H, N, D]
         if self.candidate_aware:
+            history = news_vectors[batch["history"]]  # [H, N, D]
             b, c = batch["candidates"].shape
             step = max(1, max_cells // (c * history.shape[1]))
             parts = []
@@ -211,14 +206,12 @@ class Recommender(nn.Module):
                     )
                 )
             return torch.cat(parts)
-        users = self.user_encoder(history, batch["history_mask"], batch["user"])  # [H, D]
-        return self._score_real_candidates(batch, news_vectors, users)
-
-    def _score_real_candidates(
-        self, batch: dict[str, Tensor], news_vectors: Tensor, users: Tensor
-    ) -> Tensor:
-        """Scores [B, C] of the real candidates (zeros at padding) from one vector per history."""
-        owner = batch["owner"]
+        if history_inputs is not None:
+            prepared = history_inputs[batch["history"]]
+            users = self.user_encoder.forward_prepared(prepared, batch["history_mask"])  # [H, D]
+        else:
+            history = news_vectors[batch["history"]]  # [H, N, D]
+            users = self.user_encoder(history, batch["history_mask"], batch["user"])  # [H, D]
         mask = batch["candidate_mask"]
         impression, slot = mask.nonzero(as_tuple=True)  # the real candidates, flat
         candidates = news_vectors[batch["candidates"][impression, slot]]  # [M, D]
