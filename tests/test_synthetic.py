@@ -20,6 +20,10 @@ from newsrec.data.synthetic import (
     generate_world,
     load_click_probabilities,
 )
+from newsrec.data.synthetic import news as syn_news
+from newsrec.data.synthetic import source as syn_source
+from newsrec.data.synthetic import world as syn_world
+from newsrec.data.synthetic import writer as syn_writer
 
 TINY = PRESETS["synthetic_tiny"]
 SPLITS = ("train", "dev", "test")
@@ -217,16 +221,16 @@ def test_oracle_ranks_better_than_random_and_than_a_noisy_truth(world):
 
 def test_a_modifier_acts_on_the_next_topical_word_within_reach():
     # Same words, different order, different meaning: "not" negates only what follows it.
-    w = synthetic._World(cfg=TINY, seed=0)
-    synthetic._build_topics(w)
-    synthetic._build_words(w)
+    w = syn_world.World(cfg=TINY, seed=0)
+    syn_world.build_topics(w)
+    syn_world.build_words(w)
     not_ = w.words.index("not")
     word = w.first_topical
     the = w.words.index("the")
     conf = iter([1.0] * 10)
 
     def factors(ids):
-        return [f for _, f in synthetic._render(w, [(0, i) for i in ids], conf, title=True)[2]]
+        return [f for _, f in syn_news._render(w, [(0, i) for i in ids], conf, title=True)[2]]
 
     assert factors([not_, the, word]) == [TINY.negation_factor]
     assert factors([word, the, not_]) == [1.0]
@@ -245,7 +249,7 @@ def test_source_generates_once_then_reuses_the_world(tmp_path, monkeypatch):
     def must_not_run(*args, **kwargs):
         raise AssertionError("an existing world was generated again")
 
-    monkeypatch.setattr(synthetic, "generate_world", must_not_run)
+    monkeypatch.setattr(syn_source, "generate_world", must_not_run)
     again = SyntheticSource("synthetic_tiny", seed=3).prepare(tmp_path, progress=False)
     assert again == paths
     assert (paths.train / "behaviors.tsv").stat().st_mtime_ns == stamp
@@ -267,14 +271,14 @@ def test_source_does_not_trust_a_half_written_world(tmp_path):
 
 
 def test_a_failed_generation_leaves_nothing_that_looks_finished(tmp_path, monkeypatch):
-    real = synthetic._write_split
+    real = syn_writer.write_split
 
     def fail_on_dev(w, split, *args):
         if split == "dev":
             raise KeyboardInterrupt  # as if the run was killed half-way
         return real(w, split, *args)
 
-    monkeypatch.setattr(synthetic, "_write_split", fail_on_dev)
+    monkeypatch.setattr(syn_writer, "write_split", fail_on_dev)
     with pytest.raises(KeyboardInterrupt):
         generate_world(tmp_path / "world", TINY, progress=False)
     assert not (tmp_path / "world").exists()

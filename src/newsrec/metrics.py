@@ -36,7 +36,8 @@ from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
-METRIC_NAMES = ("auc", "mrr", "ndcg@5", "ndcg@10")
+from newsrec.constants import METRICS
+
 NDCG_CUTOFFS = (5, 10)
 
 
@@ -131,7 +132,7 @@ def group_score_order(
 
 
 def _empty_result() -> dict[str, float]:
-    result: dict[str, float] = dict.fromkeys(METRIC_NAMES, math.nan)
+    result: dict[str, float] = dict.fromkeys(METRICS, math.nan)
     result.update(num_impressions=0, auc_skipped=0)
     return result
 

@@ -21,18 +21,17 @@ import io
 import json
 import logging
 import math
-import os
 import statistics
 import sys
-import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from newsrec.constants import METRICS
+from newsrec.utils.io import atomic_path, write_text
+
 log = logging.getLogger(__name__)
 
-# The keys of newsrec.metrics.METRIC_NAMES (not imported: that module pulls in torch).
-METRICS = ("auc", "mrr", "ndcg@5", "ndcg@10")
 LABELS = {"auc": "AUC", "mrr": "MRR", "ndcg@5": "nDCG@5", "ndcg@10": "nDCG@10"}
 
 # Baselines in the order of the NRMS paper's Table 2 and the MIND paper's Table 3, then NRMS,
@@ -200,22 +199,6 @@ def _oracle_row(data: str, runs: list[dict]) -> Row | None:
 # Writers
 
 
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """`write(tmp)` to a temporary file beside `path`, then rename it over `path`."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _write_text(path: Path, text: str) -> None:
-    _atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
-
-
 def _csv_number(value: float | int | None) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
@@ -374,7 +357,8 @@ def render_chart(rows: list[Row], path: Path) -> None:
         bound = " (dashed: oracle bound)" if oracle is not None else ""
         ax.set_title(f"{data or 'unknown data'}: mean ± std over seeds{bound}")
         ax.legend(ncols=len(METRICS), loc="upper left", fontsize=9, frameon=False)
-    _atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
 
 
 def build_report(sweep_dir: Path) -> Path:
@@ -385,9 +369,9 @@ def build_report(sweep_dir: Path) -> Path:
     """
     sweep_dir = Path(sweep_dir)
     rows = summarize(find_runs(sweep_dir))
-    _write_text(sweep_dir / CSV_NAME, render_csv(rows))
+    write_text(sweep_dir / CSV_NAME, render_csv(rows))
     markdown = sweep_dir / MARKDOWN_NAME
-    _write_text(markdown, render_markdown(rows, sweep_dir))
+    write_text(markdown, render_markdown(rows, sweep_dir))
     render_chart(rows, sweep_dir / CHART_NAME)
     return markdown
 

@@ -6,7 +6,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import os
 import time
 import warnings
 from pathlib import Path
@@ -20,9 +19,11 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.utilities import rank_zero_only
 
 import newsrec.config  # noqa: F401  (registers the config resolvers)
+from newsrec.constants import METRICS
 from newsrec.data.datamodule import MindDataModule
 from newsrec.data.preprocess import Vocabulary
-from newsrec.models.module import METRICS, NewsRecModule
+from newsrec.models.module import NewsRecModule
+from newsrec.utils.io import atomic_path, write_text
 
 try:
     import fcntl
@@ -86,9 +87,8 @@ def _word_embeddings(cfg: DictConfig, datamodule: MindDataModule) -> torch.Tenso
         f"{stats['found'] + stats['missing']:,}",
         100 * stats["coverage"],
     )
-    tmp = cached.with_suffix(".tmp.npy")
-    np.save(tmp, matrix)
-    os.replace(tmp, cached)
+    with atomic_path(cached) as tmp:
+        np.save(tmp, matrix)
     return torch.from_numpy(matrix)
 
 
@@ -123,10 +123,7 @@ def _callbacks(cfg: DictConfig) -> list:
 @rank_zero_only
 def write_metrics(path: Path, metrics: dict) -> None:
     """metrics.json, written to a temporary name and renamed."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(metrics, indent=2, sort_keys=True))
-    os.replace(tmp, path)
+    write_text(path, json.dumps(metrics, indent=2, sort_keys=True))
 
 
 def _print_metrics(metrics: dict, stage: str) -> None:

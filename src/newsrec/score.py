@@ -24,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from newsrec.metrics import METRIC_NAMES, impression_metrics
+from newsrec.constants import METRICS
+from newsrec.metrics import impression_metrics
 from newsrec.submission import SubmissionError, iter_prediction, parse_ranked_line
 
 _DISPLAY = {"auc": "AUC", "mrr": "MRR", "ndcg@5": "nDCG@5", "ndcg@10": "nDCG@10"}
@@ -126,7 +127,7 @@ def score_files(truth_path: Path | str, prediction_path: Path | str) -> dict[str
 
 def format_scores(scores: dict[str, float]) -> str:
     """The metrics as the competition prints them, 4 decimals, plus the skipped count."""
-    lines = [f"{_DISPLAY[name]:<8} {scores[name]:.4f}" for name in METRIC_NAMES]
+    lines = [f"{_DISPLAY[name]:<8} {scores[name]:.4f}" for name in METRICS]
     lines.append(
         f"{scores['num_impressions']} impressions; {scores['auc_skipped']} without AUC "
         "(a single class: no click or all clicked)"

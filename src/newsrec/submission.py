@@ -8,8 +8,6 @@ own order, with no spaces inside the brackets (see /work/shared/reference/mind.m
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +17,7 @@ from typing import IO
 import numpy as np
 
 from newsrec.metrics import group_score_order
+from newsrec.utils.io import atomic_path
 
 PREDICTION_TXT = "prediction.txt"
 PREDICTION_ZIP = "prediction.zip"
@@ -115,21 +114,13 @@ def write_prediction(
         )
     ranks = ranks_from_scores(scores, offsets)
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with (
-            os.fdopen(fd, "wb") as raw,
-            zipfile.ZipFile(raw, "w", zipfile.ZIP_DEFLATED) as zf,
-            zf.open(PREDICTION_TXT, "w") as txt,
-        ):
-            for text in _iter_text(impression_ids, ranks, offsets):
-                txt.write(text.encode("utf-8"))
-        os.chmod(tmp_name, 0o644)  # mkstemp's 0600 would hide the file from other users
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    with (
+        atomic_path(path) as tmp,
+        zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf,
+        zf.open(PREDICTION_TXT, "w") as txt,
+    ):
+        for text in _iter_text(impression_ids, ranks, offsets):
+            txt.write(text.encode("utf-8"))
     return path
 
 

@@ -38,36 +38,9 @@ from newsrec.data.preprocess import (
     Vocabulary,
     load_or_build,
 )
+from newsrec.data.ragged import lengths_to_offsets, pad_rows, take_rows
 
 log = logging.getLogger(__name__)
-
-
-def _padded(
-    offsets: np.ndarray,
-    values: np.ndarray,
-    rows: np.ndarray,
-    width: int,
-    right: bool = False,
-    dtype: type = np.int64,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Rows of a ragged array as a [len(rows), width] matrix and its mask.
-
-    Left padding by default (the last `width` values, most recent last); `right=True` keeps
-    the first `width` values at the start of the row.
-    """
-    starts, ends = offsets[rows], offsets[rows + 1]
-    lengths = np.minimum(ends - starts, width)
-    cols = np.arange(width)[None, :]
-    if right:
-        mask = cols < lengths[:, None]
-        index = starts[:, None] + cols
-    else:
-        mask = cols >= (width - lengths)[:, None]
-        index = ends[:, None] - width + cols
-    out = np.zeros((len(rows), width), dtype=dtype)
-    if len(values):
-        out[mask] = values[index[mask]]
-    return out, mask
 
 
 @dataclass
@@ -97,9 +70,8 @@ class TrainSamples(Dataset):
         # Non-clicks of each impression, as one ragged array.
         negative = take & (labels == 0)
         self.neg_values = candidates[negative]
-        self.neg_offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
-        np.cumsum(
-            np.bincount(impression_of[negative], minlength=len(lengths)), out=self.neg_offsets[1:]
+        self.neg_offsets = lengths_to_offsets(
+            np.bincount(impression_of[negative], minlength=len(lengths))
         )
         neg_count = np.diff(self.neg_offsets)
         click = take & (labels == 1)
@@ -131,7 +103,7 @@ class TrainSamples(Dataset):
         rows = np.arange(len(idx))
         candidates[rows, 0] = candidates[rows, target]
         candidates[rows, target] = self.clicked[idx]
-        history, history_mask = _padded(
+        history, history_mask = pad_rows(
             self.split.history_offsets, self.split.history, imp, self.history_len
         )
         return {
@@ -195,12 +167,12 @@ class EvalImpressions(Dataset):
             self.group_key[positions], return_index=True, return_inverse=True
         )
         longest = max(1, int(self.lengths[imp].max()))  # the batch's longest history
-        history, history_mask = _padded(s.history_offsets, s.history, imp[first], longest)
+        history, history_mask = pad_rows(s.history_offsets, s.history, imp[first], longest)
         width = int(np.diff(s.candidate_offsets)[imp].max())
-        candidates, candidate_mask = _padded(
+        candidates, candidate_mask = pad_rows(
             s.candidate_offsets, s.candidates, imp, width, right=True
         )
-        labels, _ = _padded(s.candidate_offsets, self.labels, imp, width, right=True)
+        labels, _ = pad_rows(s.candidate_offsets, self.labels, imp, width, right=True)
         batch = {
             "history": torch.from_numpy(history),
             "history_mask": torch.from_numpy(history_mask),
@@ -212,7 +184,7 @@ class EvalImpressions(Dataset):
             "impression": torch.from_numpy(np.asarray(s.impression_id)[imp]),
         }
         if self.truth is not None:
-            truth, _ = _padded(
+            truth, _ = pad_rows(
                 s.candidate_offsets, self.truth, imp, width, right=True, dtype=np.float32
             )
             batch["truth"] = torch.from_numpy(truth)
@@ -248,14 +220,6 @@ class EvalBatchSampler:
     def __iter__(self):
         for begin, end in self.batches:
             yield np.arange(begin, end)
-
-
-def _ragged_rows(offsets: np.ndarray, values: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """The values of ragged rows `rows`, concatenated."""
-    starts, ends = offsets[rows], offsets[rows + 1]
-    lengths = ends - starts
-    index = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths - starts, lengths)
-    return np.asarray(values)[index]
 
 
 def _identity(batch):
@@ -383,8 +347,8 @@ class MindDataModule(pl.LightningDataModule):
         else:
             arrays = self.data.splits[split]
             rows = np.arange(len(arrays))
-        cands = _ragged_rows(arrays.candidate_offsets, arrays.candidates, rows)
-        hist = _ragged_rows(arrays.history_offsets, arrays.history, rows)
+        cands = take_rows(arrays.candidate_offsets, arrays.candidates, rows)
+        hist = take_rows(arrays.history_offsets, arrays.history, rows)
         return torch.from_numpy(np.union1d(np.union1d(cands, hist), [0]).astype(np.int64))
 
     def _eval_loader(self, split: str) -> DataLoader:

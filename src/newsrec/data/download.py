@@ -32,6 +32,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from newsrec.data.info import SplitPaths
+from newsrec.data.source import DataSource
+from newsrec.utils.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -80,26 +82,6 @@ def _content_range(header: str | None) -> tuple[int | None, int | None]:
     start = int(match.group(1)) if match.group(1) is not None else None
     total = int(match.group(2)) if match.group(2) != "*" else None
     return start, total
-
-
-def _progress_bar(enabled: bool):  # -> rich.progress.Progress
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
-
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-        disable=not enabled,
-    )
 
 
 def download_file(
@@ -200,7 +182,7 @@ def _stream(
 ) -> int:
     """Copy the response body into `part`; return how many bytes this response delivered."""
     received = 0
-    with open(part, mode) as out, _progress_bar(progress) as bar:
+    with open(part, mode) as out, progress_bar(progress, transfer=True) as bar:
         task = bar.add_task(part.name.removesuffix(".part"), total=total, completed=offset)
         try:
             while True:
@@ -451,7 +433,7 @@ def _require_split_files(folder: Path, hint: str) -> Path:
     return folder
 
 
-class MindSource:
+class MindSource(DataSource):
     """Where the MIND files come from: an unzipped copy on disk, or zips fetched from mirrors.
 
     `variant` is demo, small or large (zips `MINDdemo_train.zip`, `MINDsmall_dev.zip`,
@@ -485,13 +467,14 @@ class MindSource:
     def zip_name(self, split: str) -> str:
         return self.folder_name(split) + ".zip"
 
-    def prepare(self, root: str | Path) -> SplitPaths:
+    def prepare(self, root: str | Path, progress: bool = True) -> SplitPaths:
         """Make sure every split is on disk, unzipped; return where (no truth file in MIND)."""
         if self.data_dir is not None:
             folders = {split: self._given_folder(split) for split in self.splits}
         else:
             folders = {
-                split: self._fetched_folder(Path(root) / "mind", split) for split in self.splits
+                split: self._fetched_folder(Path(root) / "mind", split, progress)
+                for split in self.splits
             }
         return SplitPaths(
             train=folders["train"], dev=folders["dev"], test=folders.get("test"), has_truth=False
@@ -509,10 +492,12 @@ class MindSource:
             )
         return _require_split_files(folder, f"It should be the unzipped {self.zip_name(split)}.")
 
-    def _fetched_folder(self, base: Path, split: str) -> Path:
+    def _fetched_folder(self, base: Path, split: str, progress: bool) -> Path:
         target = base / self.folder_name(split)
         if not target.exists():
-            zip_path = fetch_zip(self.zip_name(split), self.mirrors, base / "zips")
+            zip_path = fetch_zip(
+                self.zip_name(split), self.mirrors, base / "zips", progress=progress
+            )
             log.info("extracting %s to %s", zip_path.name, target)
             safe_extract(zip_path, target)
         return _require_split_files(target, "Delete that folder and run again to re-extract it.")

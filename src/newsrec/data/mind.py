@@ -1,4 +1,5 @@
-"""Read and validate MIND's files: news.tsv, behaviors.tsv and entity_embedding.vec.
+"""Read and validate MIND's files: news.tsv, behaviors.tsv and entity_embedding.vec (and a
+synthetic world's click_probability.tsv).
 
 Formats: ../shared/reference/mind.md. The reader is strict about what would silently corrupt
 training (a wrong column count, a label that is not 0/1, a time it cannot parse, entity JSON
@@ -50,7 +51,7 @@ class MindFormatError(ValueError):
 
 @dataclass
 class Report:
-    """Recoverable oddities, counted; `log()` says each kind once."""
+    """Recoverable oddities, counted; preprocessing logs `lines()`, one line per kind."""
 
     counts: Counter = field(default_factory=Counter)
 
@@ -333,6 +334,53 @@ def read_behaviors(path: Path | str) -> Behaviors:
         candidates=pa.concat_arrays([c.candidates for c in chunks]),
         labels=None if chunks[0].labels is None else np.concatenate([c.labels for c in chunks]),
     )
+
+
+# --- click_probability.tsv (synthetic worlds) -------------------------------------------
+
+
+def load_click_probabilities(split_dir: Path) -> dict[int, np.ndarray]:
+    """Impression id -> true click probability of each candidate, in behaviors.tsv order.
+
+    Only a synthetic world has `click_probability.tsv` (`<impression id>\\t<p1 p2 ...>`, one
+    line per impression of behaviors.tsv); it is what the oracle metrics rank by.
+    """
+    path = Path(split_dir) / "click_probability.tsv"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: only synthetic worlds have click probabilities")
+    out: dict[int, np.ndarray] = {}
+    ids: list[int] = []
+    counts: list[int] = []
+    texts: list[str] = []
+
+    def flush(last_line: int) -> None:
+        # parse many lines at once (memory stays bounded on MIND-large-sized worlds)
+        try:
+            flat = np.fromstring(" ".join(texts), sep=" ")
+        except ValueError:
+            flat = np.zeros(0)
+        if len(flat) != sum(counts):
+            first = last_line - len(ids) + 1
+            raise ValueError(f"{path}: a value in lines {first}-{last_line} is not a number")
+        out.update(zip(ids, np.split(flat, np.cumsum(counts)[:-1]), strict=True))
+        ids.clear()
+        counts.clear()
+        texts.clear()
+
+    line_no = 0
+    with open(path, encoding="utf-8") as f:
+        for line_no, line in enumerate(f, 1):
+            iid, sep, values = line.rstrip("\n").partition("\t")
+            if not sep or not iid.isdigit():
+                raise ValueError(f"{path}:{line_no}: expected '<impression id>\\t<p1 p2 ...>'")
+            ids.append(int(iid))
+            counts.append(values.count(" ") + 1 if values else 0)
+            texts.append(values)
+            if len(ids) == 50_000:
+                flush(line_no)
+        if ids:
+            flush(line_no)
+    return out
 
 
 # --- tokens ---------------------------------------------------------------------------------

@@ -19,8 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import shutil
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -30,24 +28,26 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from newsrec.constants import DAY, SPLITS
 from newsrec.data.info import DataInfo, SplitPaths
 from newsrec.data.mind import (
     Behaviors,
     News,
     Report,
     iter_behaviors,
+    load_click_probabilities,
     read_entity_embeddings,
     read_news,
     token_spans,
     tokenize,
 )
+from newsrec.data.ragged import keep_last, lengths_to_offsets
+from newsrec.utils.io import atomic_path
 
 log = logging.getLogger(__name__)
 
 CACHE_VERSION = 1  # bump when the layout or the meaning of an array changes
 PAD, UNK = "<pad>", "<unk>"
-SPLITS = ("train", "dev", "test")
-DAY = 86_400
 
 
 @dataclass(frozen=True)
@@ -204,21 +204,6 @@ def _news_table(
     return ids, table, vocab, report
 
 
-def _ragged_keep_last(
-    offsets: np.ndarray, values: np.ndarray, keep: np.ndarray, limit: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Drop values where `keep` is False, then keep at most the last `limit` of each row."""
-    kept_before = np.concatenate([[0], np.cumsum(keep, dtype=np.int64)])
-    starts, ends = kept_before[offsets[:-1]], kept_before[offsets[1:]]
-    values = values[keep]
-    starts = np.maximum(starts, ends - limit)
-    lengths = ends - starts
-    new_offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=new_offsets[1:])
-    gather = np.arange(new_offsets[-1]) - np.repeat(new_offsets[:-1] - starts, lengths)
-    return new_offsets, values[gather]
-
-
 def _sequence_ids(offsets: np.ndarray, values: np.ndarray, limit: int) -> np.ndarray:
     """An id per row, equal for rows holding the same sequence (64-bit hash, then unique)."""
     rng = np.random.default_rng(12345)
@@ -244,7 +229,7 @@ def _map_behaviors(
     hist_missing = hist_flat.is_null().to_numpy(zero_copy_only=False)
     hist_rows = pc.fill_null(hist_flat, -1).to_numpy() + 1
     report.add("history news missing from news.tsv (dropped)", int(hist_missing.sum()))
-    hist_offsets, hist_values = _ragged_keep_last(
+    hist_offsets, hist_values = keep_last(
         chunk.history.offsets.to_numpy().astype(np.int64), hist_rows, ~hist_missing, cfg.history_len
     )
     report.add("impressions with an empty history", int((np.diff(hist_offsets) == 0).sum()))
@@ -266,12 +251,6 @@ def _map_behaviors(
     }
 
 
-def _offsets(lengths: np.ndarray) -> np.ndarray:
-    out = np.zeros(len(lengths) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=out[1:])
-    return out
-
-
 def _read_split(
     folder: Path, news_index: pa.Array, cfg: PreprocessConfig, report: Report
 ) -> tuple[dict[str, np.ndarray], pa.Array]:
@@ -284,8 +263,6 @@ def _read_split(
 
 
 def _truth(folder: Path, impression_id: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    from newsrec.data.synthetic import load_click_probabilities
-
     probs = load_click_probabilities(folder)
     flat = np.concatenate([probs[int(i)] for i in impression_id]).astype(np.float32)
     if len(flat) != lengths.sum():
@@ -311,7 +288,7 @@ def build(
     for split, folder in folders.items():
         arrays, users = _read_split(folder, news_index, cfg, report)
         raw_users[split] = users
-        hist_offsets = _offsets(arrays["history_lengths"])
+        hist_offsets = lengths_to_offsets(arrays["history_lengths"])
         splits[split] = SplitArrays(
             impression_id=arrays["impression_id"].astype(np.int64),
             user=np.zeros(len(arrays["time"]), dtype=np.int64),
@@ -319,7 +296,7 @@ def build(
             history_offsets=hist_offsets,
             history=arrays["history"],
             history_id=_sequence_ids(hist_offsets, arrays["history"], cfg.history_len),
-            candidate_offsets=_offsets(arrays["candidate_lengths"]),
+            candidate_offsets=lengths_to_offsets(arrays["candidate_lengths"]),
             candidates=arrays["candidates"],
             labels=arrays["labels"],
         )
@@ -399,31 +376,26 @@ def cache_key(paths: SplitPaths, cfg: PreprocessConfig, vocab: Vocabulary | None
 
 def save(data: Preprocessed, folder: Path) -> Path:
     """Write `data` under a temporary name, then rename: the folder appears only when whole."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = folder.parent / f".{folder.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    for name, array in data.news.items():
-        np.save(tmp / f"news_{name}.npy", array)
-    np.save(tmp / "entity_vectors.npy", data.entity_vectors)
-    for split, arrays in data.splits.items():
-        for name in _SPLIT_FIELDS:
-            np.save(tmp / f"{split}_{name}.npy", getattr(arrays, name))
-        if arrays.truth is not None:
-            np.save(tmp / f"{split}_truth.npy", arrays.truth)
-    meta = {
-        "version": CACHE_VERSION,
-        "config": asdict(data.config),
-        "vocab": asdict(data.vocab),
-        "splits": list(data.splits),
-        "val_start": data.val_start,
-        "report": data.report,
-    }
-    # meta.json is written last: a folder without it is never trusted.
-    (tmp / "meta.json").write_text(json.dumps(meta))
-    if folder.exists():
-        shutil.rmtree(folder)
-    os.replace(tmp, folder)
+    with atomic_path(folder) as tmp:
+        tmp.mkdir()
+        for name, array in data.news.items():
+            np.save(tmp / f"news_{name}.npy", array)
+        np.save(tmp / "entity_vectors.npy", data.entity_vectors)
+        for split, arrays in data.splits.items():
+            for name in _SPLIT_FIELDS:
+                np.save(tmp / f"{split}_{name}.npy", getattr(arrays, name))
+            if arrays.truth is not None:
+                np.save(tmp / f"{split}_truth.npy", arrays.truth)
+        meta = {
+            "version": CACHE_VERSION,
+            "config": asdict(data.config),
+            "vocab": asdict(data.vocab),
+            "splits": list(data.splits),
+            "val_start": data.val_start,
+            "report": data.report,
+        }
+        # meta.json is written last: a folder without it is never trusted.
+        (tmp / "meta.json").write_text(json.dumps(meta))
     data.path = folder
     return folder
 

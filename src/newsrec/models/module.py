@@ -19,11 +19,10 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
+from newsrec.constants import METRICS
 from newsrec.data.info import NEWS_FEATURES, DataInfo
 from newsrec.metrics import ImpressionMetrics
 from newsrec.models.recommender import Recommender
-
-METRICS = ("auc", "mrr", "ndcg@5", "ndcg@10")
 
 
 class NewsRecModule(pl.LightningModule):

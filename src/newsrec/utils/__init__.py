@@ -1,0 +1,1 @@
+"""Small helpers shared across newsrec: atomic writes, Rich progress bars, ragged arrays."""
