@@ -1,18 +1,21 @@
 """Train a model and test its best checkpoint: `python train.py [model=nrms] [data=synthetic]`.
 
-Sweeps: `python train.py -m model=nrms,npa,lstur seed=1,2,3` (comparison table at the end).
+Sweeps: `python train.py -m model=nrms,npa,lstur seed=1,2,3` (comparison table at the end);
+hyperparameter search: `python train.py -m hparams_search=nrms_optuna`.
 """
 
 import hydra
 from omegaconf import DictConfig
 
+from newsrec.config import optimized_value
 from newsrec.runner import train
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     metrics = train(cfg)
-    return metrics.get("test/auc")  # the value Hydra sweepers optimise
+    # What a sweeper optimises (conf/hparams_search sets `optimized_metric`), e.g. val/auc_best.
+    return optimized_value(metrics, cfg.get("optimized_metric"))
 
 
 if __name__ == "__main__":

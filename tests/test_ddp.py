@@ -110,7 +110,7 @@ def ddp_run(data_dir, tmp_path_factory) -> Path:
         *SMALL_NRMS,
         "~callbacks.progress_bar",
         "trainer.max_epochs=1",
-        "+trainer.limit_train_batches=4",
+        "trainer.limit_train_batches=4",
         "data.batch_size=16",
         "+callbacks.sample_log._target_=test_ddp.SampleLog",
     ]

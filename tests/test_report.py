@@ -256,7 +256,7 @@ def test_multirun_of_train_py_ends_with_the_comparison_table(data_dir, tmp_path)
     command = [
         sys.executable, "train.py", "-m", "--config-dir", str(tmp_path / "conf"),
         "model=small_nrms,small_gru", "seed=1", "data=synthetic_tiny", "trainer=cpu",
-        "trainer.max_epochs=1", "+trainer.limit_train_batches=4", "callbacks=none",
+        "trainer.max_epochs=1", "trainer.limit_train_batches=4", "callbacks=none",
         f"paths.data_dir={data_dir}", f"hydra.sweep.dir={sweep_dir}",
     ]  # fmt: skip
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}

@@ -24,3 +24,21 @@ def default_loader_workers() -> int:
 
 OmegaConf.register_new_resolver("newsrec_precision", default_precision, replace=True)
 OmegaConf.register_new_resolver("newsrec_loader_workers", default_loader_workers, replace=True)
+
+
+def optimized_value(metrics: dict, key: str | None) -> float | None:
+    """`metrics[key]`, the number train.py returns to a Hydra sweeper (`optimized_metric`).
+
+    None when no key is set (a plain run or a grid sweep needs no return value). A key the
+    run did not produce is an error: a sweeper given nothing would optimise nonsense.
+    """
+    if key is None:
+        return None
+    if key not in metrics:
+        numbers = sorted(k for k, v in metrics.items() if isinstance(v, float))
+        raise KeyError(
+            f"optimized_metric={key!r} is not among this run's metrics ({', '.join(numbers)}); "
+            "set optimized_metric to one of them (val/auc_best needs validation to run and "
+            "the model_checkpoint callback)"
+        )
+    return float(metrics[key])

@@ -35,6 +35,28 @@ log = logging.getLogger(__name__)
 # sync_dist is right; Lightning's advice to add it does not apply.
 warnings.filterwarnings("ignore", message=".*sync_dist=True.*")
 warnings.filterwarnings("ignore", message=".*custom batch sampler.*")
+# Lightning 2.6 calls torch's deprecated `isinstance(x, LeafSpec)` on every batch it moves;
+# the warning is Lightning's to fix and says nothing about this run.
+warnings.filterwarnings(
+    "ignore",
+    message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+    category=FutureWarning,
+    module=r"pytorch_lightning\.utilities\._pytree",
+)
+
+
+class _NoProductTips(logging.Filter):
+    """Drops Lightning's "💡 Tip" advertisements for its cloud products (litlogger,
+    litmodels), printed at every run; every other message passes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = str(record.msg)
+        return not (text.startswith("💡 Tip") and ("litlogger" in text or "litmodels" in text))
+
+
+# rank_zero_info logs through whichever of the two rank-zero loggers was imported last.
+for _name in ("pytorch_lightning.utilities.rank_zero", "lightning_fabric.utilities.rank_zero"):
+    logging.getLogger(_name).addFilter(_NoProductTips())
 
 
 def count_parameters(module: torch.nn.Module, embeddings: bool = False) -> int:
