@@ -1,7 +1,7 @@
 """MIND's official per-impression metrics, computed for all impressions at once.
 
 The leaderboard (and every paper that reports on MIND) scores each impression on its own and
-then takes the plain mean over impressions; see /work/shared/reference/mind.md. A single AUC
+then takes the plain mean over impressions; see docs/mind_format.md. A single AUC
 pooled over all candidates is a different, incomparable number, so nothing here pools.
 
 Edge cases, decided once for the whole project:
@@ -225,9 +225,10 @@ class ImpressionMetrics(Metric):
 
     Keeps every valid (score, label, impression, position) entry, so the per-impression
     metrics can be computed once all of an impression's candidates have been seen, whatever
-    process or batch they came through. A DistributedSampler pads the last batches by
-    repeating samples; entries are therefore deduplicated on (impression, position) in
-    :meth:`compute` so that no candidate counts twice.
+    process or batch they came through. Under DDP, the evaluation batch sampler
+    (`newsrec.data.datamodule.EvalBatchSampler`) gives a rank a repeated batch when there are
+    fewer batches than ranks; entries are therefore deduplicated on (impression, position)
+    in :meth:`compute` so that no candidate counts twice.
     """
 
     full_state_update = False

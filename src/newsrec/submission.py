@@ -2,7 +2,7 @@
 
 One line per impression, in the order of behaviors.tsv: ``<impression id> [r1,r2,...,rn]``,
 where ``ri`` is the rank (1 = most likely clicked) of the i-th candidate in the impression's
-own order, with no spaces inside the brackets (see /work/shared/reference/mind.md).
+own order, with no spaces inside the brackets (see docs/mind_format.md).
 """
 
 from __future__ import annotations

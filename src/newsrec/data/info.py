@@ -12,17 +12,31 @@ features are all padding, and it also stands for a news ID missing from news.tsv
     subcategory     int64 [num_news]                0 = unknown
     title_entities  int64 [num_news, title_len]     entity id of each title token, 0 = none
 
-A batch is a dict of tensors that index into that table:
+A batch is a dict of tensors that index into that table (newsrec.data.datamodule).
 
-    history         int64 [B, N]   news rows of the clicked history, most recent last
-    history_mask    bool  [B, N]   True where a history slot holds a real news
-    candidates      int64 [B, C]   news rows of the candidates
-    candidate_mask  bool  [B, C]   True where a candidate slot is real (eval pads to the
-                                   longest impression of the batch)
-    user            int64 [B]      user row, 0 = a user unseen in training
-    target          int64 [B]      training only: the position of the clicked candidate
-    labels          int64 [B, C]   evaluation only: 1 click, 0 no click, -1 padding or unknown
-    impression      int64 [B]      evaluation only: the global impression id
+A training batch, one sample per click (B samples, N = history_len, K = npratio):
+
+    history         int64 [B, N]      news rows of the clicked history, most recent last
+                                      (left padded)
+    history_mask    bool  [B, N]      True where a history slot holds a real news
+    candidates      int64 [B, 1 + K]  the clicked news and K non-clicks of its impression
+    candidate_mask  bool  [B, 1 + K]  all True (every training candidate is real)
+    user            int64 [B]         user row, 0 = a user unseen in training
+    target          int64 [B]         the position of the clicked news among the candidates
+
+An evaluation batch (validation, test, predict): B impressions that share G <= B distinct
+(user, history) groups, so each history is encoded once; N' is the longest history of the
+batch and C the most candidates of one of its impressions:
+
+    history         int64 [G, N']     one row per group, most recent last (left padded)
+    history_mask    bool  [G, N']
+    user            int64 [G]         the group's user row
+    owner           int64 [B]         the group (row of `history`) of each impression
+    candidates      int64 [B, C]      news rows in behaviors.tsv order (right padded)
+    candidate_mask  bool  [B, C]      True where a candidate slot is real
+    labels          int64 [B, C]      1 click, 0 no click, -1 padding or unlabeled split
+    impression      int64 [B]         the impression id of behaviors.tsv (global under DDP)
+    truth           float32 [B, C]    synthetic worlds only: the true click probability
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Read and validate MIND's files: news.tsv, behaviors.tsv and entity_embedding.vec (and a
 synthetic world's click_probability.tsv).
 
-Formats: ../shared/reference/mind.md. The reader is strict about what would silently corrupt
+Formats: docs/mind_format.md. The reader is strict about what would silently corrupt
 training (a wrong column count, a label that is not 0/1, a time it cannot parse, entity JSON
 it cannot read, bytes that are not UTF-8): those raise `MindFormatError` naming the file, the
 line and what to do. Oddities real MIND has and a model can live with are counted in a
