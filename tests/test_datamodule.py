@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from newsrec.constants import DAY
 from newsrec.data.datamodule import (
     EvalBatchSampler,
     MindDataModule,
@@ -12,8 +13,6 @@ from newsrec.data.datamodule import (
     TrainSamples,
 )
 from newsrec.data.synthetic import SyntheticSource
-
-DAY = 86_400
 
 
 @pytest.fixture(scope="module")
@@ -167,3 +166,32 @@ def test_evaluation_shards_are_disjoint_and_keep_history_groups_whole():
     for a in range(len(groups)):
         for b in range(a + 1, len(groups)):
             assert not groups[a] & groups[b]
+
+
+def test_a_new_data_source_is_one_subclass(tiny_paths, data_dir, tmp_path):
+    """The DataSource contract: anything that returns MIND folders from prepare() feeds the
+    datamodule, which never looks at where they came from."""
+    from newsrec.data.info import SplitPaths
+    from newsrec.data.source import DataSource
+
+    class Folders(DataSource):  # e.g. MIND-format files exported by another system
+        def __init__(self) -> None:
+            self.calls: list[tuple] = []
+
+        def prepare(self, root, progress=True) -> SplitPaths:
+            self.calls.append((root, progress))
+            return SplitPaths(train=tiny_paths.train, dev=tiny_paths.dev)
+
+    source = Folders()
+    dm = MindDataModule(source, data_dir=str(tmp_path), batch_size=16)
+    dm.setup("fit")
+    assert source.calls == [(tmp_path, True)]
+    assert set(dm.data.splits) == {"train", "dev"}  # no test split given, none read
+    assert len(dm.data.splits["dev"]) == len(read_lines(tiny_paths.dev / "behaviors.tsv"))
+    assert not dm.has_truth and dm.data.splits["dev"].truth is None
+    with pytest.raises(TypeError, match="prepare"):
+        type("NoPrepare", (DataSource,), {})()  # the contract's one method is required
+
+
+def read_lines(path):
+    return path.read_text(encoding="utf-8").splitlines()
