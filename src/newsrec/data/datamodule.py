@@ -30,14 +30,9 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from newsrec.data.arrays import PreprocessConfig, Preprocessed, SplitArrays, Vocabulary
 from newsrec.data.info import DataInfo
-from newsrec.data.preprocess import (
-    PreprocessConfig,
-    Preprocessed,
-    SplitArrays,
-    Vocabulary,
-    load_or_build,
-)
+from newsrec.data.preprocess import load_or_build
 from newsrec.data.ragged import lengths_to_offsets, pad_rows, take_rows
 
 log = logging.getLogger(__name__)
