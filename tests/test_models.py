@@ -21,7 +21,7 @@ from newsrec.models.engine.kernels import (
     keys_first_attention,
     use_fast_kernels,
 )
-from newsrec.models.engine.packing import Packed, pad, packed_pooling, packed_self_attention
+from newsrec.models.engine.packing import Packed, packed_pooling, packed_self_attention, pad
 from newsrec.models.layers import (
     AdditiveAttention,
     Dropout,

@@ -112,7 +112,9 @@ def _one_process_at_a_time(data_dir: str | Path):
         yield
 
 
-def module_data(datamodule: MindDataModule, stages: tuple[str, ...] = ("val", "test")) -> ModuleData:
+def module_data(
+    datamodule: MindDataModule, stages: tuple[str, ...] = ("val", "test")
+) -> ModuleData:
     """What the LightningModule needs from `datamodule` (set up), for evaluation `stages`."""
     split = {"val": "val", "test": datamodule.test_split}
     return ModuleData(
