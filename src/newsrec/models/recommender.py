@@ -19,9 +19,14 @@ from newsrec.models.engine import encode_rows, news_features, use_fast_kernels
 
 
 class Recommender(nn.Module):
-    """`fast=False` runs every layer's plain computation (the paper's equations as written);
-    the default gives each layer the engine's kernel for the device the model is on, picked
-    when the model is built and again whenever it is moved (`_apply`), never per step."""
+    """News encoder + user encoder + click predictor (models/base.py says what each declares).
+
+    By default each Dropout and self-attention layer gets the engine's kernel for the device
+    the model is on (engine/kernels.py), picked when the model is built and again whenever
+    it is moved (`_apply`: `.to()`, `.cuda()`, ...), never per step. `fast=False` keeps the
+    layers' plain computations. (The NRMS title encoder's packing is its own construction
+    flag, `pack`.)
+    """
 
     def __init__(
         self,

@@ -107,7 +107,7 @@ def attention_kernel(device: torch.device):
     return keys_first_attention if device.type == "cpu" else fused_attention
 
 
-def use_fast_kernels(model: nn.Module, device: torch.device | None, fast: bool = True) -> None:
+def use_fast_kernels(model: nn.Module, device: torch.device, fast: bool = True) -> None:
     """Give every Dropout and MultiHeadSelfAttention of `model` its kernel for `device`
     (None: the plain computation everywhere, e.g. `fast=False`)."""
     for layer in model.modules():
