@@ -100,11 +100,18 @@ def part_preprocess(args) -> dict:
     }
 
 
-def _module(cfg, dm):
+def _module(cfg, dm, stages: tuple[str, ...] = ()):
+    """The module as the runner builds it, given the data of evaluation `stages`."""
     from newsrec.models.module import NewsRecModule
+    from newsrec.runner import module_data
 
-    module = NewsRecModule(cfg.model, dm.info.sizes(), entity_embeddings=dm.info.entity_embeddings)
-    module.set_news_table(dm.news_table())
+    module = NewsRecModule(
+        cfg.model,
+        dm.info.sizes(),
+        entity_embeddings=dm.info.entity_embeddings,
+        optimizer=cfg.optimizer,
+    )
+    module.use_data(module_data(dm, stages))
     return module
 
 
@@ -217,7 +224,7 @@ def part_eval(args) -> dict:
     cfg = config(args.data, args.data_dir)
     dm = datamodule(cfg)
     dm.setup("test")
-    module = _module(cfg, dm)
+    module = _module(cfg, dm, ("test",))
     out = {}
     for precision in ("32-true", "bf16-mixed"):
         trainer = pl.Trainer(

@@ -15,15 +15,20 @@ from hydra.utils import instantiate
 from torch import nn
 
 from newsrec.data.info import DataInfo
+from newsrec.models.engine.kernels import (
+    cheap_dropout,
+    fused_attention,
+    keys_first_attention,
+    use_fast_kernels,
+)
+from newsrec.models.engine.packing import Packed, packed_pooling, packed_self_attention, pad
 from newsrec.models.layers import (
     AdditiveAttention,
     Dropout,
     MaskedGRU,
     MeanPooling,
     MultiHeadSelfAttention,
-    Packed,
     masked_softmax,
-    pad,
 )
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -191,23 +196,27 @@ def test_self_attention_ignores_masked_keys_and_all_masked_rows_are_zero():
     mask = torch.ones(3, 6, dtype=torch.bool)
     mask[0, 4:] = False
     mask[2] = False  # nothing to attend to
+    assert mhsa.kernel is None  # built on its own: the paper's computation
     out, weights = mhsa(x, mask, return_weights=True)
     assert (weights[0, :, :, 4:] == 0).all()
     assert torch.allclose(weights[1].sum(-1), torch.ones(2, 6))
     assert (out[2] == 0).all() and torch.isfinite(out).all()
-    # the fused kernel (the GPU path) gives the same numbers on the rows with a real key
+    # eq. 1-2 read as written: softmax over the keys of q k^T / sqrt(d), then the values
     q, k, v = (t.view(3, 6, 2, 3).transpose(1, 2) for t in mhsa.qkv(x).split(6, dim=-1))
-    fused = (
-        torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, None, None, :])
-        .transpose(1, 2)
-        .reshape(3, 6, 6)
-    )
-    assert torch.allclose(fused[:2], out[:2], atol=1e-6)
+    by_hand = torch.softmax((q @ k.transpose(-2, -1)) / 3**0.5 + (~mask[:, None, None]) * -1e9, -1)
+    assert torch.allclose(weights[:2], by_hand[:2], atol=1e-6)
+    assert torch.allclose(out[:2], (by_hand @ v).transpose(1, 2).reshape(3, 6, 6)[:2], atol=1e-6)
+    # the engine's kernels (keys-first on CPU, fused elsewhere) give the same numbers, with
+    # the same zero output for a row without keys
+    for kernel in (keys_first_attention, fused_attention):
+        mhsa.kernel = kernel
+        assert torch.allclose(mhsa(x, mask), out, atol=1e-6), kernel.__name__
+    mhsa.kernel = None
     # the packed path (real items only, in groups of rows, as the NRMS news encoder runs it)
     # gives them too, whatever the grouping
     for groups in (1, 2, 3):
         packed = Packed(mask, groups=groups)
-        result = mhsa.forward_packed(x.reshape(-1, 12)[packed.index], packed)
+        result = packed_self_attention(mhsa, x.reshape(-1, 12)[packed.index], packed)
         assert result.shape == (int(mask.sum()), 6)
         assert torch.allclose(pad(result, packed.index, (3, 6)), out * mask[..., None], atol=1e-6)
     # keys at masked positions can hold anything
@@ -229,7 +238,7 @@ def test_packed_pooling_equals_padded_pooling():
     items = x.reshape(-1, 10)[packed.index]
     for layer in (AdditiveAttention(10, query_dim=4), MeanPooling(10)):
         pooled, weights = layer(x, mask)
-        packed_pooled, packed_weights = layer.forward_packed(items, packed)
+        packed_pooled, packed_weights = packed_pooling(layer, items, packed)
         assert torch.allclose(packed_pooled, pooled, atol=1e-6)
         assert torch.allclose(packed_weights, weights, atol=1e-6)
         assert (packed_pooled[0] == 0).all()
@@ -238,6 +247,8 @@ def test_packed_pooling_equals_padded_pooling():
 def test_dropout_drops_at_the_rate_and_keeps_the_expectation():
     x = torch.ones(400_000, requires_grad=True)
     layer = Dropout(0.2).train()
+    use_fast_kernels(layer, torch.device("cpu"))  # the engine's cheap CPU mask
+    assert layer.kernel is cheap_dropout
     torch.manual_seed(3)
     y = layer(x)
     kept = y != 0
@@ -259,6 +270,11 @@ def test_dropout_drops_at_the_rate_and_keeps_the_expectation():
     assert layer.eval()(x) is x and Dropout(0.0).train()(x) is x
     with pytest.raises(ValueError, match="dropout rate"):
         Dropout(1.0)
+    # without the engine (or on another device): torch's own dropout, at the exact rate
+    use_fast_kernels(layer, torch.device("meta"))
+    assert layer.kernel is None
+    plain = layer.train()(torch.ones(400_000))
+    assert abs((plain == 0).float().mean().item() - 0.2) < 0.005
 
 
 def test_additive_attention_ignores_masked_and_pools_empty_to_zero():
@@ -426,6 +442,7 @@ def test_packed_title_encoding_equals_the_padded_computation(name: str):
     results = []
     for pack in (True, False):
         news.pack = pack
+        assert news.sorts_by_length == pack
         news.zero_grad()
         vectors = news({"title": title})
         vectors.square().sum().backward()

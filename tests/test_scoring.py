@@ -3,6 +3,8 @@ fast evaluation path equal to scoring every impression on its own with the full 
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -10,6 +12,7 @@ from hydra import compose, initialize_config_dir
 
 from newsrec.data.datamodule import MindDataModule
 from newsrec.data.synthetic import SyntheticSource
+from newsrec.models.engine import EvaluationCache, encode_rows
 from newsrec.models.recommender import Recommender
 
 from conftest import CONF
@@ -28,6 +31,16 @@ def build(name: str, dm, seed: int = 0) -> tuple[Recommender, dict]:
     torch.manual_seed(seed)
     model = Recommender.from_config(cfg.model, dm.info).eval()
     return model, dm.news_table()
+
+
+def plain_copy(model: Recommender) -> Recommender:
+    """The same weights with every engine path off: the papers' padded computations."""
+    news, user = model.news_encoder, model.user_encoder
+    plain = Recommender(copy.deepcopy(news), copy.deepcopy(user), model.click_predictor, fast=False)
+    if hasattr(plain.news_encoder, "pack"):  # only the NRMS title encoder packs
+        plain.news_encoder.pack = False
+    plain.dedup = False
+    return plain
 
 
 def impression_batch(rows: list[dict], extra_history: int = 0, extra_candidates: int = 0):
@@ -92,12 +105,10 @@ def test_fast_evaluation_equals_scoring_each_impression_alone(dm, name):
     batch = next(iter(loader))
     with torch.no_grad():
         if model.cacheable:
-            vectors = model.encode_all_news(table)
             # with the user encoder's per-news work done once (as evaluation runs), and without
-            fast = model.cached_scores(batch, vectors, model.history_inputs(vectors))
-            torch.testing.assert_close(
-                fast, model.cached_scores(batch, vectors), rtol=1e-5, atol=1e-6
-            )
+            fast = EvaluationCache(model, table).scores(batch)
+            unprepared = EvaluationCache(model, table, prepare=False)
+            torch.testing.assert_close(fast, unprepared.scores(batch), rtol=1e-5, atol=1e-6)
         else:
             fast = model.exact_scores(batch, table)
         owner = batch["owner"]
@@ -124,3 +135,53 @@ def test_distinct_news_are_encoded_once_per_batch(dm):
         model(batch, table)
     rows = torch.cat([batch["history"].ravel(), batch["candidates"].ravel()])
     assert seen == [len(np.unique(rows.numpy()))]
+
+
+@pytest.mark.parametrize("name", ["nrms", "nrms_no_attention", "npa"])
+def test_the_engine_computes_what_the_plain_model_does(dm, name):
+    """Training scores and gradients with the engine (kernels for the device, distinct news
+    encoded once, titles packed or grouped by length) equal those of the papers' padded
+    computations."""
+    model, table = build(name, dm)
+    model.double()  # float64: gradients summed over thousands of words, without rounding noise
+    plain = plain_copy(model)
+    for layer in model.modules():  # the engine's kernels are in place; the plain copy's not
+        if hasattr(layer, "kernel"):
+            assert layer.kernel is not None or layer.p == 0.0
+    for layer in plain.modules():
+        assert getattr(layer, "kernel", None) is None
+    batch = impression_batch(impressions(dm, 6))
+    results = []
+    for m in (model, plain):
+        m.zero_grad()
+        scores = m(batch, table)
+        scores[batch["candidate_mask"]].square().sum().backward()
+        results.append((scores, {k: p.grad for k, p in m.named_parameters() if p.grad is not None}))
+    (fast, fast_grads), (slow, slow_grads) = results
+    torch.testing.assert_close(fast, slow, rtol=1e-4, atol=1e-4)
+    assert fast_grads.keys() == slow_grads.keys()
+    for key, grad in fast_grads.items():
+        torch.testing.assert_close(
+            grad, slow_grads[key], rtol=1e-3, atol=1e-3 * slow_grads[key].abs().max().item()
+        )
+
+
+@pytest.mark.parametrize("name", ["lstur", "naml", "dkn"])
+def test_news_encoded_in_length_groups_equal_one_padded_call(dm, name):
+    model, table = build(name, dm)
+    rows = torch.randperm(table["title"].shape[0])
+    one_call = model.news_encoder(
+        {k: table[k][rows] for k in model.news_encoder.features}, user=None
+    )
+    with torch.no_grad():
+        grouped = encode_rows(model.news_encoder, table, rows, groups=3, min_group=1)
+    torch.testing.assert_close(grouped, one_call.detach(), rtol=1e-5, atol=1e-5)
+
+
+def test_kernels_follow_the_device_the_model_is_moved_to(dm):
+    model, _ = build("nrms", dm)
+    attention = model.user_encoder.self_attention
+    assert attention.kernel.__name__ == "keys_first_attention"  # built on the CPU
+    model.to("meta")  # any other device: torch's fused attention, torch's dropout
+    assert attention.kernel.__name__ == "fused_attention"
+    assert model.news_encoder.dropout.kernel is None

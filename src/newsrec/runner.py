@@ -22,7 +22,7 @@ import newsrec.config  # noqa: F401  (registers the config resolvers)
 from newsrec.constants import METRICS
 from newsrec.data.datamodule import MindDataModule
 from newsrec.data.preprocess import Vocabulary
-from newsrec.models.module import NewsRecModule
+from newsrec.models.module import ModuleData, NewsRecModule
 from newsrec.utils.io import atomic_path, write_text
 
 try:
@@ -134,6 +134,19 @@ def _one_process_at_a_time(data_dir: str | Path):
         yield
 
 
+def module_data(
+    datamodule: MindDataModule, stages: tuple[str, ...] = ("val", "test")
+) -> ModuleData:
+    """What the LightningModule needs from `datamodule` (set up), for evaluation `stages`."""
+    split = {"val": "val", "test": datamodule.test_split}
+    return ModuleData(
+        news_table=datamodule.news_table(),
+        eval_rows={stage: datamodule.eval_news(split[stage]) for stage in stages},
+        has_truth=bool(datamodule.has_truth),
+        checkpoint_extra=datamodule.checkpoint_extra(),
+    )
+
+
 def _loggers(cfg: DictConfig) -> list:
     return [hydra.utils.instantiate(c) for c in (cfg.get("logger") or {}).values()]
 
@@ -178,7 +191,10 @@ def train(cfg: DictConfig) -> dict:
         seed=cfg.seed,
         word_embeddings=word_embeddings,
         entity_embeddings=info.entity_embeddings,
+        optimizer=cfg.get("optimizer"),
+        scheduler=cfg.get("scheduler"),
     )
+    module.use_data(module_data(datamodule, ("val", "test") if cfg.get("test", True) else ("val",)))
     if cfg.get("compile"):
         # In place (checkpoint keys unchanged). Batches vary in size (distinct news, text
         # cut to the longest), hence dynamic shapes.
@@ -261,6 +277,7 @@ def evaluate(cfg: DictConfig) -> dict:
         datamodule.prepare_data()
         datamodule.setup("test")
     module = NewsRecModule.load_from_checkpoint(path, map_location="cpu")
+    module.use_data(module_data(datamodule, ("test",)))
     trainer: pl.Trainer = hydra.utils.instantiate(
         cfg.trainer, callbacks=_callbacks(cfg), logger=_loggers(cfg) or False
     )

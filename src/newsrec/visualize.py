@@ -15,19 +15,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from newsrec.models.base import NewsEncoder
 
-def word_attention(news_encoder: torch.nn.Module, title: torch.Tensor) -> torch.Tensor:
-    """Additive word-attention weights [n, L] of an NRMS-like news encoder for titles [n, L]."""
-    pooling = getattr(news_encoder, "pooling", None)
-    if pooling is None:
-        raise ValueError(f"{type(news_encoder).__name__} has no word-attention pooling to show")
-    mask = title != 0
-    x = news_encoder.embedding(title)
-    if getattr(news_encoder, "self_attention", None) is not None:
-        x = news_encoder.self_attention(x, mask)
-    elif getattr(news_encoder, "cnn", None) is not None:
-        x = news_encoder.cnn(x, mask)
-    return pooling(x, mask)[1]
+
+def word_attention(news_encoder: NewsEncoder, title: torch.Tensor) -> torch.Tensor:
+    """Word-attention weights [n, L] of a news encoder for titles [n, L] (NRMS eq. 4); a
+    ValueError for encoders without word attention (`NewsEncoder.word_attention`)."""
+    return news_encoder.word_attention(title)
 
 
 def plot_word_attention(words: list[list[str]], weights: list[np.ndarray], out: Path) -> Path:

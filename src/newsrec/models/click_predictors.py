@@ -15,7 +15,7 @@ from newsrec.models.layers import MLP
 
 
 class DotProduct(nn.Module):
-    """y = u^T r_c (NRMS, NPA, LSTUR, NAML, GRU). No parameters."""
+    """y_c = u^T r_c (NRMS eq. 11; also NPA, LSTUR, NAML, GRU). No parameters."""
 
     def __init__(self, dim: int) -> None:
         super().__init__()
@@ -23,8 +23,8 @@ class DotProduct(nn.Module):
 
     def forward(self, user: Tensor, candidates: Tensor) -> Tensor:
         if user.dim() == 2:
-            return (candidates @ user.unsqueeze(-1)).squeeze(-1)  # [B, C]
-        return (user * candidates).sum(-1)  # [B, C]
+            return (candidates @ user.unsqueeze(-1)).squeeze(-1)  # eq. 11: [B, C]
+        return (user * candidates).sum(-1)  # one user vector per candidate: [B, C]
 
 
 class MLPClickPredictor(nn.Module):

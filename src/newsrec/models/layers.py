@@ -5,12 +5,15 @@ layer that reads a sequence takes a boolean `mask` (True = real item) and guaran
 padded positions never take part (zero attention weight, excluded from pooling, zeroed before
 convolutions), and an all-padding sequence gives a finite output (zeros unless documented).
 Shapes: B = batch (or news rows), L = sequence length (words or history slots), D = features.
+
+Each `forward` is the paper's padded computation. Faster ways to compute the same thing
+(packing, device kernels, evaluation caches) live beside them in `newsrec.models.engine`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -30,110 +33,12 @@ def masked_softmax(scores: Tensor, mask: Tensor, dim: int = -1) -> Tensor:
     return torch.softmax(scores, dim=dim) * mask.to(scores.dtype)
 
 
-def pack(mask: Tensor) -> Tensor:
-    """Flat positions [T] of the real items of mask [B, L]: what `unpad` keeps, `pad` restores."""
-    return mask.reshape(-1).nonzero().squeeze(1)
-
-
-def pad(x: Tensor, index: Tensor, shape: tuple[int, int]) -> Tensor:
-    """Packed rows x [T, D] at flat positions `index` -> [B, L, D] with zeros elsewhere."""
-    B, L = shape
-    return x.new_zeros(B * L, x.shape[-1]).index_copy(0, index, x).view(B, L, -1)
-
-
-def unpad(x: Tensor, index: Tensor) -> Tensor:
-    """x [B, L, D] -> the rows [T, D] at flat positions `index`."""
-    return x.reshape(-1, x.shape[-1]).index_select(0, index)
-
-
-class Packed:
-    """A batch of sequences (mask [n, L]) held as its real items only, [T, D] in row order.
-
-    `Packed.sorted(mask, rows_per_group)` sorts the rows by length first and says how to put
-    results back in the input order.
-
-    Per-item layers (embeddings, projections, dropout) run on the T real items. Layers that
-    need whole sequences (self-attention) pad one group of rows at a time, each cut to its
-    own longest row: with rows sorted by length, the groups hold similar lengths and little
-    padding. Group g covers rows `rows[g]`, items `tokens[g]` (contiguous, as packing is row
-    by row), and pads with its own `masks[g]` / `indices[g]`.
-    """
-
-    def __init__(self, mask: Tensor, groups: int = 1) -> None:
-        self.mask = mask
-        self.index = pack(mask)  # [T]
-        self.row = torch.div(self.index, mask.shape[1], rounding_mode="floor")  # row of each item
-        ends = mask.sum(1).cumsum(0).tolist()
-        self.rows, self.tokens, self.masks, self.indices = [], [], [], []
-        bounds = torch.linspace(0, mask.shape[0], groups + 1).round().long().tolist()
-        for a, b in zip(bounds[:-1], bounds[1:], strict=True):
-            if a == b:
-                continue
-            sub = mask[a:b]
-            used = sub.any(0).nonzero()
-            # cut to the columns in use: right (titles) or left padding (histories)
-            sub = sub[:, int(used.min()) : int(used.max()) + 1] if len(used) else sub[:, :1]
-            self.rows.append(slice(a, b))
-            self.tokens.append(slice(ends[a - 1] if a else 0, ends[b - 1]))
-            self.masks.append(sub)
-            self.indices.append(pack(sub))
-
-    @classmethod
-    def sorted(
-        cls, mask: Tensor, rows_per_group: int, max_groups: int = 6
-    ) -> tuple[Packed, Tensor]:
-        """Packed rows of `mask` sorted by length, and `order` (sorted position -> input row)."""
-        order = torch.argsort(mask.sum(1), stable=True)
-        groups = min(max_groups, max(1, len(order) // rows_per_group))
-        return cls(mask[order], groups), order
-
-    @staticmethod
-    def unsort(x: Tensor, order: Tensor) -> Tensor:
-        """Rows computed in sorted order back in the input order."""
-        return torch.empty_like(x).index_copy_(0, order, x)
-
-    def pad_scores(self, scores: Tensor) -> Tensor:
-        """One value per item [T] -> [n, L], zeros at padding."""
-        return pad(scores.unsqueeze(-1), self.index, self.mask.shape).squeeze(-1)
-
-    def pool(self, x: Tensor, weights: Tensor) -> Tensor:
-        """sum_i weights[r, i] x_i over each row r's items: x [T, D], weights [n, L] -> [n, D]."""
-        w = weights.reshape(-1).index_select(0, self.index).unsqueeze(-1)  # [T, 1]
-        out = x.new_zeros(self.mask.shape[0], x.shape[-1])
-        return out.index_add(0, self.row, (x * w).to(out.dtype))
-
-
-class _CheapMaskDropout(torch.autograd.Function):
-    """Inverted dropout whose mask comes from 16 random bits per element (see `Dropout`)."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor, p: float) -> Tensor:
-        n = x.numel()
-        dropped = round(p * 65536)  # of the 65,536 values a 16-bit draw can take
-        # random_(-2**63, None) fills all 64 bits (plain random_() leaves the top bit 0).
-        bits = torch.empty((n + 3) // 4, dtype=torch.int64, device=x.device).random_(-(2**63), None)
-        keep = bits.view(torch.int16)[:n].view(x.shape) >= dropped - 32768
-        # The mask as x's dtype, scaled by the exact inverse keep rate. Going through uint8
-        # and multiplying is ~10x faster on CPU than torch.where or bool arithmetic.
-        scale = keep.view(torch.uint8).to(x.dtype).mul_(65536 / (65536 - dropped))
-        ctx.save_for_backward(scale)
-        return x * scale
-
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
-        (scale,) = ctx.saved_tensors
-        return grad * scale, None
-
-
 class Dropout(nn.Module):
-    """Inverted dropout; on the CPU its mask costs a tenth of torch's.
+    """Inverted dropout (`F.dropout`), with room for a faster mask on some devices.
 
-    torch's CPU dropout draws a Bernoulli sample per element: measured here, that was a
-    quarter of an NRMS training step in bf16 (benchmarks/RESULTS.md). This draws 64 random
-    bits per four elements instead. The drop rate is `p` rounded to a multiple of 1/65,536
-    (0.2 -> 0.19999695) and kept values are scaled by the exact inverse keep rate, so the
-    expected output equals the input. Masks come from torch's generator, so `manual_seed`
-    reproduces them. On other devices this is `F.dropout` (fused there).
+    `kernel` is set once by the engine when the model is built or moved
+    (`newsrec.models.engine.use_fast_kernels`): on the CPU, a mask from 16 random bits per
+    element, a tenth of torch's cost and the same expectation. None: torch's dropout.
     """
 
     def __init__(self, p: float = 0.5) -> None:
@@ -141,13 +46,14 @@ class Dropout(nn.Module):
         if not 0.0 <= p < 1.0:
             raise ValueError(f"dropout rate must be in [0, 1), got {p}")
         self.p = p
+        self.kernel: Callable[[Tensor, float], Tensor] | None = None
 
     def forward(self, x: Tensor) -> Tensor:
         if not self.training or self.p == 0.0:
             return x
-        if x.device.type != "cpu":
-            return F.dropout(x, self.p, training=True)
-        return _CheapMaskDropout.apply(x, self.p)
+        if self.kernel is not None:
+            return self.kernel(x, self.p)
+        return F.dropout(x, self.p, training=True)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
@@ -217,57 +123,29 @@ class MultiHeadSelfAttention(nn.Module):
         self.output_dim = heads * head_dim
         self.qkv = nn.Linear(in_dim, 3 * self.output_dim, bias=bias)  # Q_k, K_k, V_k of all heads
         self.dropout = dropout  # on the attention weights; 0 in NRMS
+        # The same attention computed faster for the device (keys-first products on CPU, the
+        # fused kernel elsewhere), set once by the engine when the model is built or moved
+        # (`newsrec.models.engine.use_fast_kernels`). None: the equations below.
+        self.kernel: Callable[..., Tensor] | None = None
 
     def forward(
         self, x: Tensor, mask: Tensor, return_weights: bool = False
     ) -> Tensor | tuple[Tensor, Tensor]:
         """x [B, L, in_dim], mask [B, L] -> [B, L, heads * head_dim] (and weights [B, h, L, L])."""
-        return self.attend(self.qkv(x), mask, return_weights)
-
-    def forward_packed(self, x: Tensor, packed: Packed) -> Tensor:
-        """The real items only: x [T, in_dim] -> [T, heads * head_dim].
-
-        The projection, the layer's largest product, runs once over the real items; the
-        attention pads one group of similar-length rows at a time (see `Packed`).
-        """
-        qkv = self.qkv(x)  # [T, 3 * h * hd]
-        # split, not slicing: a slice's gradient is a zero-filled [T, 3 * h * hd] per group
-        groups = qkv.split([t.stop - t.start for t in packed.tokens])
-        parts = [
-            unpad(self.attend(pad(part, index, mask.shape), mask), index)
-            for part, mask, index in zip(groups, packed.masks, packed.indices, strict=True)
-        ]
-        return torch.cat(parts) if len(parts) > 1 else parts[0]
-
-    def attend(
-        self, qkv: Tensor, mask: Tensor, return_weights: bool = False
-    ) -> Tensor | tuple[Tensor, Tensor]:
-        """Attention from projected items: qkv [B, L, 3 * h * hd] (`self.qkv(x)`), mask [B, L]."""
-        B, L, _ = qkv.shape
-        q, k, v = qkv.split(self.output_dim, dim=-1)  # 3 x [B, L, h*hd]
-        q, k, v = (t.view(B, L, self.heads, self.head_dim).transpose(1, 2) for t in (q, k, v))
+        B, L, _ = x.shape
+        qkv = self.qkv(x)  # [B, L, 3 * h * hd]: Q_k e_i, K_k e_j, V_k e_j of every head k
         p = self.dropout if self.training else 0.0
-        # Masked keys get the float minimum as an additive bias: zero weight after the
-        # softmax, and an all-masked row stays finite (uniform); its output is zeroed below.
-        if return_weights or q.device.type == "cpu":
-            # Plain products on CPU: for titles' small L x L blocks the fused kernel was 2x
-            # (float32) to 10x (bf16) slower here. The scores are laid out keys-first, so the
-            # softmax runs over dim -2, which torch's CPU kernel vectorises across queries:
-            # 20-25% faster for L = 8-23 than over the last dim (benchmarks/RESULTS.md).
-            # The scale goes on q and the mask is one addition: no extra pass over L x L.
-            bias = torch.zeros((B, 1, L, 1), dtype=q.dtype, device=q.device)
-            bias = bias.masked_fill(~mask[:, None, :, None], torch.finfo(q.dtype).min)
-            scores = k @ (q * (1.0 / math.sqrt(self.head_dim))).transpose(-2, -1) + bias
-            weights = torch.softmax(scores, dim=-2).transpose(-2, -1)  # eq. 1 / 6: [B, h, L, L]
-            out = F.dropout(weights, p, self.training) @ v  # eq. 2 / 7: [B, h, L, hd]
-        else:
-            bias = torch.zeros((B, 1, 1, L), dtype=q.dtype, device=q.device)
-            bias = bias.masked_fill(~mask[:, None, None, :], torch.finfo(q.dtype).min)
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=p)
-        real = mask.any(-1).to(out.dtype)[:, None, None, None]  # 0 where every key is masked
-        out = out * real
-        out = out.transpose(1, 2).reshape(B, L, self.output_dim)  # concatenate heads
-        return (out, weights * real) if return_weights else out
+        if self.kernel is not None and not return_weights:
+            return self.kernel(qkv, mask, self.heads, self.head_dim, p)
+        q, k, v = (
+            t.view(B, L, self.heads, self.head_dim).transpose(1, 2)  # [B, h, L, hd]
+            for t in qkv.split(self.output_dim, dim=-1)
+        )
+        scores = q @ k.transpose(-2, -1) / math.sqrt(self.head_dim)  # eq. 1 / 6: [B, h, L, L]
+        weights = masked_softmax(scores, mask[:, None, None, :])  # eq. 1 / 6: over the keys
+        out = F.dropout(weights, p, self.training) @ v  # eq. 2 / 7: [B, h, L, hd]
+        out = out.transpose(1, 2).reshape(B, L, self.output_dim)  # concatenate the heads
+        return (out, weights) if return_weights else out
 
 
 class AdditiveAttention(nn.Module):
@@ -287,15 +165,12 @@ class AdditiveAttention(nn.Module):
 
     def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         """x [B, L, D], mask [B, L] -> pooled [B, D], weights [B, L]."""
-        scores = torch.tanh(self.projection(x)) @ self.query  # eq. 3 / 8: [B, L]
-        weights = masked_softmax(scores, mask)  # eq. 4 / 9
+        weights = masked_softmax(self.score(x), mask)  # eq. 4 / 9
         return (weights.unsqueeze(-2) @ x).squeeze(-2), weights  # eq. 5 / 10: [B, D]
 
-    def forward_packed(self, x: Tensor, packed: Packed) -> tuple[Tensor, Tensor]:
-        """The real items only: x [T, D] -> pooled [B, D], weights [B, L]."""
-        scores = torch.tanh(self.projection(x)) @ self.query  # [T]
-        weights = masked_softmax(packed.pad_scores(scores), packed.mask)
-        return packed.pool(x, weights), weights
+    def score(self, x: Tensor) -> Tensor:
+        """a_i = q^T tanh(V h_i + v) (eq. 3 / 8): x [..., D] -> [...], each item on its own."""
+        return torch.tanh(self.projection(x)) @ self.query
 
 
 class MeanPooling(nn.Module):
@@ -310,16 +185,12 @@ class MeanPooling(nn.Module):
 
     def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         """x [B, L, D], mask [B, L] -> pooled [B, D], weights [B, L]."""
-        weights = self._weights(mask, x.dtype)
+        weights = self.weights(mask, x.dtype)
         return (weights.unsqueeze(-2) @ x).squeeze(-2), weights
 
-    def forward_packed(self, x: Tensor, packed: Packed) -> tuple[Tensor, Tensor]:
-        """The real items only: x [T, D] -> pooled [B, D], weights [B, L]."""
-        weights = self._weights(packed.mask, x.dtype)
-        return packed.pool(x, weights), weights
-
     @staticmethod
-    def _weights(mask: Tensor, dtype: torch.dtype) -> Tensor:
+    def weights(mask: Tensor, dtype: torch.dtype) -> Tensor:
+        """1 / count on the real positions of mask [B, L], zeros elsewhere."""
         m = mask.to(dtype)
         return m / m.sum(-1, keepdim=True).clamp(min=1.0)
 

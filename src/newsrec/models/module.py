@@ -2,17 +2,23 @@
 
 Models differ only in the `Recommender` they compose (conf/model). This module holds:
 - the loss of the NRMS paper: softmax over the 1 + K candidates of a sample, negative
-  log-likelihood of the clicked one;
-- Adam with the model config's learning rate;
-- evaluation: news vectors for the whole table once per evaluation (when the model allows
-  it), each distinct history once per batch, per-impression metrics gathered by global
+  log-likelihood of the clicked one (eq. 12-13);
+- the optimiser and learning-rate schedule of conf/optimizer and conf/scheduler;
+- evaluation: news vectors of the split once per evaluation (when the model allows it,
+  `newsrec.models.engine.EvaluationCache`), per-impression metrics gathered by global
   impression id (`ImpressionMetrics`), and on a synthetic world the oracle beside them.
+
+What it needs from the data (the news table, the news rows each evaluation reads, whether
+the data has the true click probabilities, what checkpoints must carry) is handed over by
+the runner with `use_data`, not read from the trainer's datamodule.
 """
 
 from __future__ import annotations
 
 import zlib
+from dataclasses import dataclass, field
 
+import hydra
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
@@ -22,10 +28,25 @@ from torch import Tensor
 from newsrec.constants import METRICS
 from newsrec.data.info import NEWS_FEATURES, DataInfo
 from newsrec.metrics import ImpressionMetrics
+from newsrec.models.engine import EvaluationCache
 from newsrec.models.recommender import Recommender
 
 
+@dataclass
+class ModuleData:
+    """What the module needs from the data, handed over by the runner (`use_data`)."""
+
+    news_table: dict[str, Tensor]  # every news' features (newsrec.data.info.NEWS_FEATURES)
+    # news rows each evaluation stage ("val", "test") reads; a stage not here encodes all
+    eval_rows: dict[str, Tensor] = field(default_factory=dict)
+    has_truth: bool = False  # the true click probabilities are known: report the oracle
+    checkpoint_extra: dict = field(default_factory=dict)  # saved with checkpoints (vocabulary)
+
+
 class NewsRecModule(pl.LightningModule):
+    """`model`: a conf/model config; `data`: `DataInfo.sizes()`; `optimizer` / `scheduler`:
+    conf/optimizer and conf/scheduler configs (`_partial_`), built in `configure_optimizers`."""
+
     def __init__(
         self,
         model: DictConfig | dict,
@@ -33,26 +54,40 @@ class NewsRecModule(pl.LightningModule):
         seed: int = 0,
         word_embeddings: Tensor | None = None,
         entity_embeddings: Tensor | None = None,
+        optimizer: DictConfig | dict | None = None,
+        scheduler: DictConfig | dict | None = None,
     ):
         super().__init__()
-        if isinstance(model, DictConfig):
-            model = OmegaConf.to_container(model, resolve=True)
+        model, optimizer, scheduler = (
+            OmegaConf.to_container(c, resolve=True) if isinstance(c, DictConfig) else c
+            for c in (model, optimizer, scheduler)
+        )
+        if optimizer is None and "lr" in model:
+            # A checkpoint from before conf/optimizer: Adam at the model config's rate.
+            optimizer = {"_target_": "torch.optim.Adam", "_partial_": True, "lr": model["lr"]}
         self.save_hyperparameters(ignore=["word_embeddings", "entity_embeddings"])
         info = DataInfo(
             **data, word_embeddings=word_embeddings, entity_embeddings=entity_embeddings
         )
         self.recommender = Recommender.from_config(model, info)
-        self.lr = float(model.get("lr", 1e-4))
-        self.weight_decay = float(model.get("weight_decay", 0.0))
+        self.optimizer_config, self.scheduler_config = optimizer, scheduler
         self.seed = seed
         self.metrics = torch.nn.ModuleDict(
             {stage: ImpressionMetrics() for stage in ("val", "test", "val_oracle", "test_oracle")}
         )
-        self._news_vectors: Tensor | None = None
-        self._history_inputs: Tensor | None = None
+        self._cache: EvaluationCache | None = None
+        self.eval_rows: dict[str, Tensor] = {}
+        self.has_truth = False
         self.extra: dict = {}  # vocabulary etc., saved with checkpoints (see on_save_checkpoint)
 
-    # -- the news table lives on the device --------------------------------------------------
+    # -- what the data gives: the news table lives on the device ----------------------------
+    def use_data(self, data: ModuleData) -> None:
+        """Take the news table, evaluation rows, truth flag and checkpoint extras of `data`."""
+        self.set_news_table(data.news_table)
+        self.eval_rows = dict(data.eval_rows)
+        self.has_truth = data.has_truth
+        self.extra = data.checkpoint_extra
+
     def set_news_table(self, table: dict[str, Tensor]) -> None:
         for name in NEWS_FEATURES:
             # Not persistent: a checkpoint can be evaluated on another split's table.
@@ -62,13 +97,12 @@ class NewsRecModule(pl.LightningModule):
 
     @property
     def table(self) -> dict[str, Tensor]:
-        return {name: getattr(self, f"news_{name}") for name in NEWS_FEATURES}
-
-    def setup(self, stage: str) -> None:
-        datamodule = getattr(self.trainer, "datamodule", None)
-        if datamodule is not None:
-            self.set_news_table(datamodule.news_table())
-            self.extra = datamodule.checkpoint_extra()
+        if f"news_{NEWS_FEATURES[0]}" not in self._buffers:
+            raise RuntimeError(
+                "the model has no news table: give it one with module.use_data(...) or "
+                "module.set_news_table(datamodule.news_table()) before fit/test/predict"
+            )
+        return {name: self._buffers[f"news_{name}"] for name in NEWS_FEATURES}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["newsrec"] = self.extra
@@ -85,37 +119,41 @@ class NewsRecModule(pl.LightningModule):
         torch.manual_seed(zlib.crc32(key.encode()))
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        logits = self.recommender(batch, self.table)  # [B, 1 + K]
+        logits = self.recommender(batch, self.table)  # eq. 11: [B, 1 + K]
+        # eq. 12-13: softmax over the clicked news and its K non-clicked companions, negative
+        # log-likelihood of the clicked one (batch["target"] says which column it is)
         loss = F.cross_entropy(logits.float(), batch["target"])
         self.log("train/loss", loss, prog_bar=True, batch_size=len(logits))
         return loss
 
     def configure_optimizers(self):
-        # The fused kernel updates all parameters in one pass: ~7x faster than the default on
-        # CPU, which matters with a 300-d embedding of tens of thousands of words.
-        return torch.optim.Adam(
-            self.parameters(), lr=self.lr, weight_decay=self.weight_decay, fused=True
-        )
+        if self.optimizer_config is None:
+            raise ValueError("no optimizer config: pass optimizer=cfg.optimizer (conf/optimizer)")
+        optimizer = hydra.utils.instantiate(self.optimizer_config)(params=self.parameters())
+        if self.scheduler_config is None:
+            return optimizer
+        scheduler = hydra.utils.instantiate(self.scheduler_config)(optimizer=optimizer)
+        # Stepped after each validation; ReduceLROnPlateau watches val/auc, like checkpoints.
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "monitor": "val/auc", "interval": "epoch"},
+        }
 
     # -- evaluation ---------------------------------------------------------------------------
-    def _start_eval(self, split: str) -> None:
-        self._news_vectors = self._history_inputs = None
+    def _start_eval(self, stage: str) -> None:
+        self._cache = None
         if self.recommender.cacheable:
-            datamodule = getattr(self.trainer, "datamodule", None)
-            rows = None
-            if datamodule is not None and hasattr(datamodule, "eval_news"):
-                split = datamodule.test_split if split == "test" else split
-                rows = datamodule.eval_news(split).to(self.device)  # only what the split reads
+            rows = self.eval_rows.get(stage)  # only the news this stage reads
+            rows = rows.to(self.device) if rows is not None else None
             # Epoch hooks run outside the steps' precision context (bf16 autocast): enter it.
             with self.trainer.precision_plugin.forward_context():
-                self._news_vectors = self.recommender.encode_all_news(self.table, rows)
-                self._history_inputs = self.recommender.history_inputs(self._news_vectors)
+                self._cache = EvaluationCache(self.recommender, self.table, rows)
 
     def score(self, batch: dict[str, Tensor]) -> Tensor:
         """Scores [B, C] of an evaluation batch, by the fast path where the model allows it."""
-        if self._news_vectors is None:
+        if self._cache is None:
             return self.recommender.exact_scores(batch, self.table)
-        return self.recommender.cached_scores(batch, self._news_vectors, self._history_inputs)
+        return self._cache.scores(batch)
 
     def _eval_step(self, batch: dict[str, Tensor], stage: str) -> None:
         scores = self.score(batch).float()
@@ -126,12 +164,12 @@ class NewsRecModule(pl.LightningModule):
             )
 
     def _end_eval(self, stage: str) -> None:
-        self._news_vectors = self._history_inputs = None
+        self._cache = None
         results = self.metrics[stage].compute()
         values = {f"{stage}/{name}": results[name] for name in METRICS}
         oracle = self.metrics[f"{stage}_oracle"]
         # Decided from the data, identically on every rank (compute() is a collective).
-        if getattr(getattr(self.trainer, "datamodule", None), "has_truth", False):
+        if self.has_truth:
             truth = oracle.compute()
             values.update({f"{stage}/oracle_{name}": truth[name] for name in METRICS})
             oracle.reset()

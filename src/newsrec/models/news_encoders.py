@@ -1,10 +1,9 @@
 """News encoders: news-table features of n news -> one vector per news.
 
-Interface (relied on by the Recommender): `__init__(data, ...)` with the paper's values as
-defaults; `output_dim`; `needs_user` (True when the vector depends on the reading user, NPA);
-`features`, the news-table keys the encoder reads; `forward(news, user=None) -> [n, output_dim]`
-where `news[key]` holds the rows of the news table (see `newsrec.data.info`). Word id 0 is
-padding: every mask is derived from it, and an all-padding title gives a finite vector.
+Each is a `NewsEncoder` (models/base.py: the contract, and the capabilities each declares:
+`features`, `needs_user`, `output_dim`, `word_attention`), with the paper's values as
+defaults. Word id 0 is padding: every mask is derived from it, and an all-padding title
+gives a finite vector.
 """
 
 from __future__ import annotations
@@ -15,12 +14,13 @@ import torch
 from torch import Tensor, nn
 
 from newsrec.data.info import DataInfo
+from newsrec.models.base import NewsEncoder
+from newsrec.models.engine.packing import encode_titles_packed
 from newsrec.models.layers import (
     AdditiveAttention,
     Dropout,
     KnowledgeAwareCNN,
     MultiHeadSelfAttention,
-    Packed,
     PersonalizedAttention,
     WordCNN,
     WordEmbedding,
@@ -29,15 +29,12 @@ from newsrec.models.layers import (
 )
 
 
-class SelfAttentionNewsEncoder(nn.Module):
+class SelfAttentionNewsEncoder(NewsEncoder):
     """NRMS news encoder: word embedding -> word self-attention -> additive word attention.
 
     `self_attention=False` and `pooling='mean'` give the word-level ablations of the paper's
     Figure 3. Without self-attention the news vector is pooled word embeddings (word_dim wide).
     """
-
-    needs_user = False
-    features = ("title",)
 
     def __init__(
         self,
@@ -65,35 +62,31 @@ class SelfAttentionNewsEncoder(nn.Module):
 
     @property
     def sorts_by_length(self) -> bool:
-        """Whether the encoder groups titles by length itself (the Recommender need not)."""
-        return self.pack
+        return self.pack  # the packed path sorts its titles by length
 
     def forward(self, news: dict[str, Tensor], user: Tensor | None = None) -> Tensor:
-        title = news["title"]  # [n, L]
-        if not self.pack:
-            mask = title != 0
-            x = self.embedding(title)  # [n, L, word_dim]
-            if self.self_attention is not None:
-                x = self.dropout(self.self_attention(x, mask))  # eq. 1-2: [n, L, h*hd]
-            return self.pooling(x, mask)[0]  # eq. 3-5: [n, output_dim]
-        # Titles are sorted by length and packed: embedding, dropout and every projection see
-        # the real words only, and self-attention pads groups of similar length.
-        packed, order = Packed.sorted(title != 0, rows_per_group=256)
-        x = self.embedding(title[order].reshape(-1)[packed.index])  # [T, word_dim]
+        if self.pack:  # the same function on the real words only (engine/packing.py)
+            return encode_titles_packed(self, news["title"])
+        return self.attend_words(news["title"])[0]
+
+    def attend_words(self, title: Tensor) -> tuple[Tensor, Tensor]:
+        """Titles [n, L] -> news vectors [n, output_dim], word weights [n, L] (eq. 1-5)."""
+        mask = title != 0
+        x = self.embedding(title)  # [n, L, word_dim]
         if self.self_attention is not None:
-            x = self.dropout(self.self_attention.forward_packed(x, packed))  # eq. 1-2
-        vectors = self.pooling.forward_packed(x, packed)[0]  # eq. 3-5: [n, output_dim]
-        return Packed.unsort(vectors, order)
+            x = self.dropout(self.self_attention(x, mask))  # eq. 1-2: [n, L, h * hd]
+        return self.pooling(x, mask)  # eq. 3-5: [n, output_dim], [n, L]
+
+    def word_attention(self, title: Tensor) -> Tensor:
+        return self.attend_words(title)[1]
 
 
-class CNNNewsEncoder(nn.Module):
+class CNNNewsEncoder(NewsEncoder):
     """Title CNN + additive word attention (the title encoder of NAML and LSTUR).
 
     With `topic_dim > 0` the category ("topic") and subcategory embeddings are concatenated to
     the title vector, as LSTUR does: output_dim = filters + 2 * topic_dim (400 + 100 + 100).
     """
-
-    needs_user = False
 
     def __init__(
         self,
@@ -119,16 +112,22 @@ class CNNNewsEncoder(nn.Module):
         self.output_dim = filters + 2 * topic_dim
 
     def forward(self, news: dict[str, Tensor], user: Tensor | None = None) -> Tensor:
-        title = news["title"]  # [n, L]
-        mask = title != 0
-        x = self.cnn(self.embedding(title), mask)  # [n, L, filters]
-        r = self.pooling(x, mask)[0]  # [n, filters]
+        r = self.attend_words(news["title"])[0]  # [n, filters]
         if self.topic is None:
             return r
         return torch.cat([r, self.topic(news["category"]), self.subtopic(news["subcategory"])], -1)
 
+    def attend_words(self, title: Tensor) -> tuple[Tensor, Tensor]:
+        """Titles [n, L] -> title vectors [n, filters], word weights [n, L]."""
+        mask = title != 0
+        x = self.cnn(self.embedding(title), mask)  # [n, L, filters]
+        return self.pooling(x, mask)
 
-class PersonalizedNewsEncoder(nn.Module):
+    def word_attention(self, title: Tensor) -> Tensor:
+        return self.attend_words(title)[1]
+
+
+class PersonalizedNewsEncoder(NewsEncoder):
     """NPA news encoder: title CNN, then attention whose query comes from the user's ID.
 
     The news vector depends on the user, hence `needs_user`. NPA derives the word-level and
@@ -138,7 +137,6 @@ class PersonalizedNewsEncoder(nn.Module):
     """
 
     needs_user = True
-    features = ("title",)
 
     def __init__(
         self,
@@ -166,7 +164,7 @@ class PersonalizedNewsEncoder(nn.Module):
         return self.attention(x, mask, self.user_embedding(user))[0]  # [n, filters]
 
 
-class MultiViewNewsEncoder(nn.Module):
+class MultiViewNewsEncoder(NewsEncoder):
     """NAML news encoder: each view gives a vector, view-level additive attention mixes them.
 
     Title and abstract: CNN + additive word attention each (word embeddings shared, CNNs
@@ -175,7 +173,6 @@ class MultiViewNewsEncoder(nn.Module):
     takes part in the view attention (a news always has a category row, possibly 0).
     """
 
-    needs_user = False
     VIEWS = ("title", "abstract", "category", "subcategory")
 
     def __init__(
@@ -228,7 +225,7 @@ class MultiViewNewsEncoder(nn.Module):
         return self.view_attention(v, all_views)[0]  # [n, filters]
 
 
-class KnowledgeAwareNewsEncoder(nn.Module):
+class KnowledgeAwareNewsEncoder(NewsEncoder):
     """DKN news encoder: KCNN over title words aligned with their entities.
 
     Entity vectors are initialised from `data.entity_embeddings` (MIND's 100-d TransE) when
@@ -237,7 +234,6 @@ class KnowledgeAwareNewsEncoder(nn.Module):
     paper used 100-d words).
     """
 
-    needs_user = False
     features = ("title", "title_entities")
 
     def __init__(
@@ -269,16 +265,13 @@ class KnowledgeAwareNewsEncoder(nn.Module):
         return self.kcnn(words, self.entity_embedding(entities), title != 0, entities != 0)
 
 
-class BagOfWordsNewsEncoder(nn.Module):
+class BagOfWordsNewsEncoder(NewsEncoder):
     """News vector for the GRU baseline (Okura et al., 2017): mean word embedding -> dense, tanh.
 
     Okura et al. embed an article with a denoising autoencoder over its bag of words, i.e. an
     order-free text encoder followed by one non-linear layer; a mean of word embeddings
     through a dense tanh layer is the trainable, end-to-end counterpart of that encoder.
     """
-
-    needs_user = False
-    features = ("title",)
 
     def __init__(
         self, data: DataInfo, word_dim: int = 300, dropout: float = 0.2, dim: int = 400

@@ -1,13 +1,9 @@
 """A recommender is a news encoder, a user encoder and a click predictor, chosen by config.
 
-The composition owns the batching tricks, so encoders stay plain `nn.Module`s:
-- in training, each distinct news of a batch is encoded once (`torch.unique` + gather):
-  a batch of 64 samples names ~3,500 news slots but far fewer distinct news;
-- in evaluation, every news of the table is encoded once and every distinct history once,
-  then candidates are scored with one gather (`score_cached`). Encoders that make this
-  inexact declare it: `needs_user` (NPA: the news vector depends on the user) and
-  `candidate_aware` (DKN: the user vector depends on the candidate); `exact_scores` is
-  the path that is right for every model.
+Training encodes each distinct news of a batch once (`torch.unique` + gather): a batch of
+64 samples names ~3,500 news slots but far fewer distinct news. Evaluation goes through
+the engine's cache (`newsrec.models.engine.EvaluationCache`) where the model allows it
+(`cacheable`), else through `exact_scores`, right for every model.
 """
 
 from __future__ import annotations
@@ -18,20 +14,42 @@ from omegaconf import DictConfig
 from torch import Tensor, nn
 
 from newsrec.data.info import DataInfo
+from newsrec.models.base import NewsEncoder, UserEncoder
+from newsrec.models.engine import encode_rows, news_features, use_fast_kernels
 
 
 class Recommender(nn.Module):
+    """News encoder + user encoder + click predictor (models/base.py says what each declares).
+
+    By default each Dropout and self-attention layer gets the engine's kernel for the device
+    the model is on (engine/kernels.py), picked when the model is built and again whenever
+    it is moved (`_apply`: `.to()`, `.cuda()`, ...), never per step. `fast=False` keeps the
+    layers' plain computations. (The NRMS title encoder's packing is its own construction
+    flag, `pack`.)
+    """
+
     def __init__(
-        self, news_encoder: nn.Module, user_encoder: nn.Module, click_predictor: nn.Module
+        self,
+        news_encoder: NewsEncoder,
+        user_encoder: UserEncoder,
+        click_predictor: nn.Module,
+        fast: bool = True,
     ):
         super().__init__()
+        for part, base in ((news_encoder, NewsEncoder), (user_encoder, UserEncoder)):
+            if not isinstance(part, base):
+                raise TypeError(
+                    f"{type(part).__name__} is not a {base.__name__}: subclass "
+                    f"newsrec.models.base.{base.__name__} (see the README, 'Add a model')"
+                )
         self.news_encoder = news_encoder
         self.user_encoder = user_encoder
         self.click_predictor = click_predictor
-        self.needs_user = bool(getattr(news_encoder, "needs_user", False))
-        self.candidate_aware = bool(getattr(user_encoder, "candidate_aware", False))
-        self.features = tuple(getattr(news_encoder, "features", ("title",)))
+        self.needs_user = news_encoder.needs_user
+        self.candidate_aware = user_encoder.candidate_aware
+        self.fast = fast
         self.dedup = True  # False encodes every news slot (the benchmark's reference)
+        self._use_kernels()
 
     @classmethod
     def from_config(cls, model: DictConfig | dict, data: DataInfo) -> Recommender:
@@ -45,6 +63,21 @@ class Recommender(nn.Module):
         )
         return cls(news_encoder, user_encoder, click_predictor)
 
+    def _use_kernels(self) -> None:
+        device = next(self.parameters(), torch.empty(0)).device
+        use_fast_kernels(self, device, self.fast)
+
+    def _apply(self, fn, recurse: bool = True):
+        # .to() / .cuda() / .cpu() all end here: the kernels follow the new device.
+        module = super()._apply(fn, recurse)
+        self._use_kernels()
+        return module
+
+    @property
+    def cacheable(self) -> bool:
+        """Whether news vectors can be computed once for everyone (not for NPA)."""
+        return not self.needs_user
+
     # -- news ---------------------------------------------------------------------------------
     def encode_news(
         self, table: dict[str, Tensor], rows: Tensor, user: Tensor | None = None
@@ -55,96 +88,39 @@ class Recommender(nn.Module):
         then has the shape of `rows`.
         """
         flat = rows.reshape(-1)
+        if self.needs_user and user is None:
+            raise ValueError("this news encoder needs the user of each news (needs_user)")
         if not self.dedup:
             users = user.reshape(-1) if self.needs_user else None
-            vectors = self.news_encoder(self._features(table, flat), user=users)
-            return vectors.view(*rows.shape, -1)
+            features = news_features(table, flat, self.news_encoder.features)
+            return self.news_encoder(features, user=users).view(*rows.shape, -1)
         if self.needs_user:
-            if user is None:
-                raise ValueError("this news encoder needs the user of each news (needs_user)")
-            key = user.reshape(-1) * table["title"].shape[0] + flat
-            unique, inverse = torch.unique(key, return_inverse=True)
-            news_rows, users = unique % table["title"].shape[0], unique // table["title"].shape[0]
+            num_news = table["title"].shape[0]
+            unique, inverse = torch.unique(user.reshape(-1) * num_news + flat, return_inverse=True)
+            news_rows, users = unique % num_news, unique // num_news
         else:
             unique, inverse = torch.unique(flat, return_inverse=True)
             news_rows, users = unique, None
-        vectors = self._encode_by_length(table, news_rows, users)  # [U, D]
+        vectors = encode_rows(self.news_encoder, table, news_rows, users)  # [U, D]
         return vectors[inverse].view(*rows.shape, -1)
-
-    def _encode_by_length(
-        self, table: dict[str, Tensor], rows: Tensor, users: Tensor | None, buckets: int = 3
-    ) -> Tensor:
-        """Encode `rows` in a few groups of similar title length, each cut to its longest.
-
-        One call pads every title to the batch's longest (~22 tokens for ~11.5 on average);
-        three groups cut the padded work by about a third, for two extra encoder calls.
-        """
-        if len(rows) < 256 * buckets or getattr(self.news_encoder, "sorts_by_length", False):
-            return self.news_encoder(self._features(table, rows), user=users)
-        order = torch.argsort((table["title"][rows] != 0).sum(1), stable=True)
-        parts = []
-        for part in torch.tensor_split(order, buckets):
-            part_users = users[part] if users is not None else None
-            parts.append(self.news_encoder(self._features(table, rows[part]), user=part_users))
-        vectors = torch.cat(parts)
-        return torch.empty_like(vectors).index_copy_(0, order, vectors)
-
-    def _features(self, table: dict[str, Tensor], rows: Tensor) -> dict[str, Tensor]:
-        """News-table features of `rows`, text cut to the longest text among them.
-
-        Titles average ~11.5 of their 30 slots: the cut saves a third or more of the encoder's
-        work and changes nothing, since padded positions are masked in every encoder.
-        """
-        features = {name: table[name][rows] for name in self.features}
-        for text, aligned in (("title", "title_entities"), ("abstract", None)):
-            if text in features and features[text].shape[0]:
-                used = (features[text] != 0).any(0).nonzero()  # columns with a real word
-                length = int(used.max()) + 1 if len(used) else 1
-                features[text] = features[text][:, :length]
-                if aligned in features:
-                    features[aligned] = features[aligned][:, :length]
-        return features
-
-    def encode_all_news(
-        self, table: dict[str, Tensor], rows: Tensor | None = None, chunk: int = 2048
-    ) -> Tensor:
-        """Vectors [num_news, D] of the news table's `rows` (default all; other rows zero).
-
-        Rows are encoded in chunks of similar title length, so each chunk is cut short.
-        Not for user-dependent news encoders (NPA).
-        """
-        title = table["title"]
-        if rows is None:
-            rows = torch.arange(title.shape[0], device=title.device)
-        lengths = (title[rows] != 0).sum(1)
-        rows = rows[torch.argsort(lengths, stable=True)]
-        out = None
-        for start in range(0, len(rows), chunk):
-            part = rows[start : start + chunk]
-            vectors = self.news_encoder(self._features(table, part))
-            if out is None:
-                out = vectors.new_zeros(title.shape[0], vectors.shape[-1])
-            out[part] = vectors
-        return out
 
     # -- scoring ------------------------------------------------------------------------------
     def forward(self, batch: dict[str, Tensor], table: dict[str, Tensor]) -> Tensor:
         """Click logits [B, C] for a batch with one history per row (training, exact scoring)."""
         history, candidates, user = batch["history"], batch["candidates"], batch["user"]
-        b, n = history.shape
+        n = history.shape[1]
         rows = torch.cat([history, candidates], dim=1)  # one unique over both: they overlap
         users = user[:, None].expand_as(rows) if self.needs_user else None
         vectors = self.encode_news(table, rows, users)  # [B, N + C, D]
-        return self._score(vectors[:, :n], batch["history_mask"], user, vectors[:, n:])
+        return self.click_scores(vectors[:, :n], batch["history_mask"], user, vectors[:, n:])
 
-    def _score(
+    def click_scores(
         self, history: Tensor, history_mask: Tensor, user: Tensor, candidates: Tensor
     ) -> Tensor:
-        if self.candidate_aware:
-            u = self.user_encoder(history, history_mask, user, candidates)  # [B, C, D]
-        else:
-            u = self.user_encoder(history, history_mask, user)  # [B, D]
-        return self.click_predictor(u, candidates)  # [B, C]
+        """Logits [B, C] from clicked-news vectors [B, N, D] and candidate vectors [B, C, D]."""
+        aware = candidates if self.candidate_aware else None
+        u = self.user_encoder(history, history_mask, user, aware)  # [B, D] or [B, C, D]
+        return self.click_predictor(u, candidates)  # NRMS eq. 11: y = u^T r_c, [B, C]
 
     def exact_scores(
         self, batch: dict[str, Tensor], table: dict[str, Tensor], max_pairs: int = 16_384
@@ -168,59 +144,3 @@ class Recommender(nn.Module):
             }
             parts.append(self(chunk, table))
         return torch.cat(parts)
-
-    def history_inputs(self, news_vectors: Tensor) -> Tensor | None:
-        """Per-news inputs of the user encoder for `cached_scores`, if it has any to precompute
-        (NRMS: its self-attention's projections of each news vector); else None."""
-        prepare = getattr(self.user_encoder, "prepare_history", None)
-        return None if prepare is None else prepare(news_vectors)
-
-    def cached_scores(
-        self,
-        batch: dict[str, Tensor],
-        news_vectors: Tensor,
-        history_inputs: Tensor | None = None,
-        max_cells: int = 200_000,
-    ) -> Tensor:
-        """Scores of an evaluation batch from precomputed news vectors [num_news, D].
-
-        Each distinct history of the batch is encoded once (`owner` maps impressions to them)
-        and only real candidates are scored: impressions range from 2 to 300 candidates, so
-        a padded [B, C, D] gather would be mostly padding. `history_inputs` (from
-        `history_inputs(news_vectors)`) spares the user encoder its per-news work. A
-        candidate-aware user encoder (DKN) needs one user vector per candidate: it runs on a
-        few impressions at a time (at most `max_cells` candidate x history slots).
-        """
-        owner = batch["owner"]
-        if self.candidate_aware:
-            history = news_vectors[batch["history"]]  # [H, N, D]
-            b, c = batch["candidates"].shape
-            step = max(1, max_cells // (c * history.shape[1]))
-            parts = []
-            for start in range(0, b, step):
-                rows = owner[start : start + step]
-                candidates = news_vectors[batch["candidates"][start : start + step]]
-                parts.append(
-                    self._score(
-                        history[rows], batch["history_mask"][rows], batch["user"][rows], candidates
-                    )
-                )
-            return torch.cat(parts)
-        if history_inputs is not None:
-            prepared = history_inputs[batch["history"]]
-            users = self.user_encoder.forward_prepared(prepared, batch["history_mask"])  # [H, D]
-        else:
-            history = news_vectors[batch["history"]]  # [H, N, D]
-            users = self.user_encoder(history, batch["history_mask"], batch["user"])  # [H, D]
-        mask = batch["candidate_mask"]
-        impression, slot = mask.nonzero(as_tuple=True)  # the real candidates, flat
-        candidates = news_vectors[batch["candidates"][impression, slot]]  # [M, D]
-        flat = self.click_predictor(users[owner[impression]], candidates.unsqueeze(1))[:, 0]
-        scores = flat.new_zeros(mask.shape)
-        scores[impression, slot] = flat
-        return scores
-
-    @property
-    def cacheable(self) -> bool:
-        """Whether news vectors can be computed once for everyone (not for NPA)."""
-        return not self.needs_user

@@ -1,12 +1,9 @@
 """User encoders: the vectors of a user's clicked news -> one user vector.
 
-Interface (relied on by the Recommender): `__init__(data, news_dim, ...)`; `output_dim`,
-always equal to `news_dim` so that the click predictor can take the inner product (each
-encoder derives its widths from `news_dim` and raises if configured widths disagree);
-`candidate_aware` (True when the user vector depends on the candidate, DKN);
-`forward(history [B, N, D], history_mask [B, N], user [B], candidates [B, C, D] | None)`
--> [B, D], or [B, C, D] when candidate_aware. Padded history slots never take part; what an
-empty history gives is documented per encoder.
+Each is a `UserEncoder` (models/base.py: `forward(history, history_mask, user,
+candidates=None)`, `output_dim` equal to `news_dim`, `candidate_aware`) and implements
+`encode`. Padded history slots never take part; what an empty history gives is documented
+per encoder.
 """
 
 from __future__ import annotations
@@ -15,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from newsrec.data.info import DataInfo
+from newsrec.models.base import UserEncoder
 from newsrec.models.layers import (
     AdditiveAttention,
     CandidateAwareAttention,
@@ -25,7 +23,7 @@ from newsrec.models.layers import (
 )
 
 
-class SelfAttentionUserEncoder(nn.Module):
+class SelfAttentionUserEncoder(UserEncoder):
     """NRMS user encoder: news self-attention (eq. 6-7) -> additive news attention (eq. 8-10).
 
     The self-attention output must be `news_dim` wide for the dot product, so `head_dim`
@@ -33,8 +31,6 @@ class SelfAttentionUserEncoder(nn.Module):
     encoder is swapped in). `self_attention=False` / `pooling='mean'` give the news-level
     ablations of Figure 3. Empty history -> zero vector (every weight is zero).
     """
-
-    candidate_aware = False
 
     def __init__(
         self,
@@ -66,56 +62,34 @@ class SelfAttentionUserEncoder(nn.Module):
         self.pooling = pooling_layer(pooling, news_dim, query_dim)
         self.output_dim = news_dim
 
-    def forward(
-        self,
-        history: Tensor,
-        history_mask: Tensor,
-        user: Tensor,
-        candidates: Tensor | None = None,
+    def encode(
+        self, history: Tensor, history_mask: Tensor, user: Tensor, candidates: Tensor | None
     ) -> Tensor:
-        return self.forward_prepared(self.prepare_history(history), history_mask)
-
-    def prepare_history(self, news: Tensor) -> Tensor:
-        """What this encoder computes from each history news on its own: the self-attention's
-        projections, [..., D] -> [..., 3 * D]. Evaluation computes it once per news of the
-        split (`Recommender.history_inputs`) instead of once per history slot."""
-        return news if self.self_attention is None else self.self_attention.qkv(news)
-
-    def forward_prepared(self, prepared: Tensor, history_mask: Tensor) -> Tensor:
-        """User vectors [B, D] from `prepare_history` of the history [B, N, ...]."""
-        x = prepared
+        x = history
         if self.self_attention is not None:
-            x = self.self_attention.attend(prepared, history_mask)  # eq. 6-7: [B, N, D]
+            x = self.self_attention(history, history_mask)  # eq. 6-7: [B, N, D]
         return self.pooling(x, history_mask)[0]  # eq. 8-10: [B, D]
 
 
-class AdditiveUserEncoder(nn.Module):
+class AdditiveUserEncoder(UserEncoder):
     """NAML user encoder: additive attention over the clicked news. Empty history -> zeros."""
-
-    candidate_aware = False
 
     def __init__(self, data: DataInfo, news_dim: int, query_dim: int = 200) -> None:
         super().__init__()
         self.attention = AdditiveAttention(news_dim, query_dim)
         self.output_dim = news_dim
 
-    def forward(
-        self,
-        history: Tensor,
-        history_mask: Tensor,
-        user: Tensor,
-        candidates: Tensor | None = None,
+    def encode(
+        self, history: Tensor, history_mask: Tensor, user: Tensor, candidates: Tensor | None
     ) -> Tensor:
         return self.attention(history, history_mask)[0]  # [B, D]
 
 
-class PersonalizedUserEncoder(nn.Module):
+class PersonalizedUserEncoder(UserEncoder):
     """NPA user encoder: personalized attention over the clicked news, query from the user ID.
 
     Empty history -> zero vector. User row 0 (unseen in training) has a zero embedding.
     """
-
-    candidate_aware = False
 
     def __init__(
         self, data: DataInfo, news_dim: int, user_dim: int = 100, query_dim: int = 200
@@ -125,39 +99,29 @@ class PersonalizedUserEncoder(nn.Module):
         self.attention = PersonalizedAttention(news_dim, user_dim, query_dim)
         self.output_dim = news_dim
 
-    def forward(
-        self,
-        history: Tensor,
-        history_mask: Tensor,
-        user: Tensor,
-        candidates: Tensor | None = None,
+    def encode(
+        self, history: Tensor, history_mask: Tensor, user: Tensor, candidates: Tensor | None
     ) -> Tensor:
         return self.attention(history, history_mask, self.user_embedding(user))[0]  # [B, D]
 
 
-class GRUUserEncoder(nn.Module):
+class GRUUserEncoder(UserEncoder):
     """GRU baseline (Okura et al., 2017): a GRU over the clicked news in time order; the user
     vector is the state after the most recent real click. Empty history -> zeros (h0 = 0).
     """
-
-    candidate_aware = False
 
     def __init__(self, data: DataInfo, news_dim: int) -> None:
         super().__init__()
         self.gru = MaskedGRU(news_dim, news_dim)
         self.output_dim = news_dim
 
-    def forward(
-        self,
-        history: Tensor,
-        history_mask: Tensor,
-        user: Tensor,
-        candidates: Tensor | None = None,
+    def encode(
+        self, history: Tensor, history_mask: Tensor, user: Tensor, candidates: Tensor | None
     ) -> Tensor:
         return self.gru(history, history_mask)  # [B, D]
 
 
-class LSTURUserEncoder(nn.Module):
+class LSTURUserEncoder(UserEncoder):
     """LSTUR: short-term interest from a GRU over clicked news, long-term from the user ID.
 
     mode 'ini': the user embedding (news_dim wide) is the GRU's initial state; the user
@@ -170,8 +134,6 @@ class LSTURUserEncoder(nn.Module):
     long-term vector; user row 0 (unseen in training) has a zero embedding, which is exactly
     that case at test time.
     """
-
-    candidate_aware = False
 
     def __init__(
         self,
@@ -191,12 +153,8 @@ class LSTURUserEncoder(nn.Module):
         self.gru = MaskedGRU(news_dim, gru_dim)
         self.output_dim = news_dim
 
-    def forward(
-        self,
-        history: Tensor,
-        history_mask: Tensor,
-        user: Tensor,
-        candidates: Tensor | None = None,
+    def encode(
+        self, history: Tensor, history_mask: Tensor, user: Tensor, candidates: Tensor | None
     ) -> Tensor:
         long_term = self.user_embedding(user)  # [B, long_dim]
         if self.training and self.user_mask_prob > 0:
@@ -208,7 +166,7 @@ class LSTURUserEncoder(nn.Module):
         return torch.cat([long_term, short_term], dim=-1)  # [B, D]
 
 
-class CandidateAwareUserEncoder(nn.Module):
+class CandidateAwareUserEncoder(UserEncoder):
     """DKN user encoder: attention over clicked news weighted by relevance to each candidate.
 
     Returns one user vector per candidate, [B, C, D]. Empty history -> zeros.
@@ -221,13 +179,7 @@ class CandidateAwareUserEncoder(nn.Module):
         self.attention = CandidateAwareAttention(news_dim, hidden)
         self.output_dim = news_dim
 
-    def forward(
-        self,
-        history: Tensor,
-        history_mask: Tensor,
-        user: Tensor,
-        candidates: Tensor | None = None,
+    def encode(
+        self, history: Tensor, history_mask: Tensor, user: Tensor, candidates: Tensor | None
     ) -> Tensor:
-        if candidates is None:
-            raise ValueError("DKN's user encoder is candidate-aware: pass the candidate vectors")
         return self.attention(history, history_mask, candidates)[0]  # [B, C, D]

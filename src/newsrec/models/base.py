@@ -1,0 +1,76 @@
+"""The contracts of a model's parts: what a news encoder and a user encoder declare and do.
+
+A model is `NewsEncoder` + `UserEncoder` + click predictor, composed by config
+(conf/model/*.yaml, `_target_` + parameters). The Recommender and the engine rely on the
+capabilities declared here and on nothing else: a new encoder is one subclass plus one yaml
+file (README, "Add a model").
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+
+class NewsEncoder(nn.Module):
+    """News-table features of n news -> one vector per news, [n, output_dim].
+
+    Subclasses take `data` (a `DataInfo`) as their first argument, with the paper's values as
+    defaults for the rest, set `output_dim`, and implement `forward(news, user=None)`, where
+    `news[key]` holds rows of the news table for each key in `features` (see
+    `newsrec.data.info`). Word id 0 is padding: masks are derived from it, and an
+    all-padding title gives a finite vector.
+    """
+
+    #: news-table keys `forward` reads ("title", "abstract", "category", "subcategory",
+    #: "title_entities"); only these are gathered for it
+    features: tuple[str, ...] = ("title",)
+    #: True when the vector depends on the reading user (NPA): `forward` then gets `user`
+    #: [n], and evaluation cannot encode each news once for everyone
+    needs_user: bool = False
+    #: True when `forward` groups its rows by title length itself (the packed NRMS
+    #: encoder), so the engine does not split its input into length groups first
+    sorts_by_length: bool = False
+    output_dim: int
+
+    def forward(self, news: dict[str, Tensor], user: Tensor | None = None) -> Tensor:
+        raise NotImplementedError
+
+    def word_attention(self, title: Tensor) -> Tensor:
+        """Weights [n, L] the encoder gives each word of titles [n, L] (for pictures:
+        `newsrec.visualize`); zeros at padding."""
+        raise ValueError(f"{type(self).__name__} has no word attention to show")
+
+
+class UserEncoder(nn.Module):
+    """The vectors of a user's clicked news -> one user vector (or one per candidate).
+
+    Subclasses take `data` and `news_dim` as their first arguments, set `output_dim` equal to
+    `news_dim` (the click predictor takes inner products; derive widths from `news_dim` and
+    raise if a configured width disagrees), and implement `encode`. Padded history slots
+    never take part; each subclass documents what an empty history gives.
+    """
+
+    #: True when the user vector depends on the candidate (DKN): `forward` then needs the
+    #: candidates and returns one user vector per candidate, [B, C, D]
+    candidate_aware: bool = False
+    output_dim: int
+
+    def forward(
+        self,
+        history: Tensor,
+        history_mask: Tensor,
+        user: Tensor,
+        candidates: Tensor | None = None,
+    ) -> Tensor:
+        """history [B, N, D] (clicked news vectors, padded), history_mask [B, N] (True = a
+        real click), user [B] (user-table rows, 0 = unseen), candidates [B, C, D] or None
+        -> [B, D], or [B, C, D] when `candidate_aware`."""
+        if self.candidate_aware and candidates is None:
+            raise ValueError(f"{type(self).__name__} is candidate-aware: pass the candidates")
+        return self.encode(history, history_mask, user, candidates)
+
+    def encode(
+        self, history: Tensor, history_mask: Tensor, user: Tensor, candidates: Tensor | None
+    ) -> Tensor:
+        """The encoder's computation; see `forward` for the arguments and shapes."""
+        raise NotImplementedError

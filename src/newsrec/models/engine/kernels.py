@@ -1,0 +1,117 @@
+"""Faster computations of two plain layers, picked once for the device the model lives on.
+
+`use_fast_kernels(model, device)` sets `Dropout.kernel` and `MultiHeadSelfAttention.kernel`
+in every such layer of `model`; the Recommender calls it when it is built and again
+whenever it is moved (`Recommender._apply`), so no layer looks at the device in a step.
+A layer whose kernel is None runs the paper's computation written in layers.py; every
+kernel here gives the same numbers (tests/test_models.py checks each against it).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from newsrec.models.layers import Dropout, MultiHeadSelfAttention
+
+
+class _CheapMaskDropout(torch.autograd.Function):
+    """Inverted dropout whose mask comes from 16 random bits per element (see `cheap_dropout`)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, p: float) -> Tensor:
+        n = x.numel()
+        dropped = round(p * 65536)  # of the 65,536 values a 16-bit draw can take
+        # random_(-2**63, None) fills all 64 bits (plain random_() leaves the top bit 0).
+        bits = torch.empty((n + 3) // 4, dtype=torch.int64, device=x.device).random_(-(2**63), None)
+        keep = bits.view(torch.int16)[:n].view(x.shape) >= dropped - 32768
+        # The mask as x's dtype, scaled by the exact inverse keep rate. Going through uint8
+        # and multiplying is ~10x faster on CPU than torch.where or bool arithmetic.
+        scale = keep.view(torch.uint8).to(x.dtype).mul_(65536 / (65536 - dropped))
+        ctx.save_for_backward(scale)
+        return x * scale
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
+        (scale,) = ctx.saved_tensors
+        return grad * scale, None
+
+
+def cheap_dropout(x: Tensor, p: float) -> Tensor:
+    """Inverted dropout (training mode) whose mask costs a tenth of torch's on the CPU.
+
+    torch's CPU dropout draws a Bernoulli sample per element: measured here, that was a
+    quarter of an NRMS training step in bf16 (benchmarks/RESULTS.md). This draws 64 random
+    bits per four elements instead. The drop rate is `p` rounded to a multiple of 1/65,536
+    (0.2 -> 0.19999695) and kept values are scaled by the exact inverse keep rate, so the
+    expected output equals the input. Masks come from torch's generator, so `manual_seed`
+    reproduces them. Other devices keep `F.dropout` (fused there).
+    """
+    return _CheapMaskDropout.apply(x, p)
+
+
+def _heads(qkv: Tensor, heads: int, head_dim: int) -> tuple[Tensor, Tensor, Tensor]:
+    """qkv [B, L, 3 * h * hd] -> q, k, v, each [B, h, L, hd]."""
+    B, L, _ = qkv.shape
+    return tuple(
+        t.view(B, L, heads, head_dim).transpose(1, 2) for t in qkv.split(heads * head_dim, -1)
+    )
+
+
+def _finish(out: Tensor, mask: Tensor) -> Tensor:
+    """[B, h, L, hd] -> [B, L, h * hd] (heads concatenated), zero where every key is masked."""
+    B, h, L, hd = out.shape
+    real = mask.any(-1).to(out.dtype)[:, None, None, None]
+    return (out * real).transpose(1, 2).reshape(B, L, h * hd)
+
+
+def keys_first_attention(
+    qkv: Tensor, mask: Tensor, heads: int, head_dim: int, dropout: float = 0.0
+) -> Tensor:
+    """NRMS eq. 1-2 (6-7) from the projections qkv [B, L, 3 * h * hd], mask [B, L], on CPU.
+
+    Plain products: for titles' small L x L blocks the fused kernel was 2x (float32) to 10x
+    (bf16) slower on this CPU. The scores are laid out keys-first, [B, h, L_k, L_q], so the
+    softmax runs over dim -2, which torch's CPU kernel vectorises across queries: 20-25%
+    faster for L = 8-23 than over the last dim (benchmarks/RESULTS.md). The scale goes on q
+    and the mask is one addition: no extra pass over L x L. Masked keys get the float
+    minimum: zero weight, and an all-masked row stays finite (its output is zeroed).
+    """
+    q, k, v = _heads(qkv, heads, head_dim)
+    B, L = mask.shape
+    bias = torch.zeros((B, 1, L, 1), dtype=q.dtype, device=q.device)
+    bias = bias.masked_fill(~mask[:, None, :, None], torch.finfo(q.dtype).min)
+    scores = k @ (q * (1.0 / math.sqrt(head_dim))).transpose(-2, -1) + bias  # [B, h, Lk, Lq]
+    weights = torch.softmax(scores, dim=-2).transpose(-2, -1)  # eq. 1: [B, h, L, L]
+    out = F.dropout(weights, dropout, dropout > 0) @ v  # eq. 2: [B, h, L, hd]
+    return _finish(out, mask)
+
+
+def fused_attention(
+    qkv: Tensor, mask: Tensor, heads: int, head_dim: int, dropout: float = 0.0
+) -> Tensor:
+    """NRMS eq. 1-2 (6-7) by torch's fused kernel (flash / memory-efficient on a GPU)."""
+    q, k, v = _heads(qkv, heads, head_dim)
+    B, L = mask.shape
+    bias = torch.zeros((B, 1, 1, L), dtype=q.dtype, device=q.device)
+    bias = bias.masked_fill(~mask[:, None, None, :], torch.finfo(q.dtype).min)
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout)
+    return _finish(out, mask)
+
+
+def attention_kernel(device: torch.device):
+    """The attention kernel for `device`: keys-first plain products on CPU, fused elsewhere."""
+    return keys_first_attention if device.type == "cpu" else fused_attention
+
+
+def use_fast_kernels(model: nn.Module, device: torch.device, fast: bool = True) -> None:
+    """Give every Dropout and MultiHeadSelfAttention of `model` its kernel for `device`
+    (None: the plain computation everywhere, e.g. `fast=False`)."""
+    for layer in model.modules():
+        if isinstance(layer, Dropout):
+            layer.kernel = cheap_dropout if fast and device.type == "cpu" else None
+        elif isinstance(layer, MultiHeadSelfAttention):
+            layer.kernel = attention_kernel(device) if fast else None

@@ -1,0 +1,166 @@
+"""The parts' contracts: a new encoder is one class plus one yaml file; the optimiser and the
+schedule come from config; what a checkpoint from before conf/optimizer needs still loads."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+from newsrec.data.info import DataInfo
+from newsrec.models.base import NewsEncoder, UserEncoder
+from newsrec.models.layers import WordEmbedding, masked_mean
+from newsrec.models.recommender import Recommender
+from newsrec.models.user_encoders import AdditiveUserEncoder, CandidateAwareUserEncoder
+
+from conftest import SMALL_NRMS
+
+
+def tiny_data() -> DataInfo:
+    return DataInfo(
+        vocab_size=50,
+        num_categories=6,
+        num_subcategories=9,
+        num_users=20,
+        num_entities=15,
+        num_news=40,
+    )
+
+
+class TitleMeanEncoder(NewsEncoder):
+    """A news encoder known only to this test: mean word embedding -> dense -> tanh."""
+
+    def __init__(self, data: DataInfo, word_dim: int = 32, dim: int = 64) -> None:
+        super().__init__()
+        self.embedding = WordEmbedding(data, word_dim, dropout=0.2)
+        self.dense = nn.Linear(word_dim, dim)
+        self.output_dim = dim
+
+    def forward(self, news: dict[str, Tensor], user: Tensor | None = None) -> Tensor:
+        title = news["title"]  # [n, L]
+        return torch.tanh(self.dense(masked_mean(self.embedding(title), title != 0)))
+
+
+ENCODER_YAML = """\
+_target_: test_contracts.TitleMeanEncoder
+_partial_: true
+word_dim: 32
+dim: 64
+"""
+
+
+def test_a_news_encoder_defined_here_trains_through_train_py(train_config, tmp_path):
+    """One class and one yaml file (in a config folder of the user's, on Hydra's search
+    path): `model/news_encoder=title_mean` composes it with NRMS's user encoder, trains it
+    and tests it."""
+    from newsrec.runner import train
+
+    conf = tmp_path / "my_conf"
+    (conf / "model" / "news_encoder").mkdir(parents=True)
+    (conf / "model" / "news_encoder" / "title_mean.yaml").write_text(ENCODER_YAML)
+    cfg = train_config(
+        f"hydra.searchpath=[file://{conf}]",
+        "model/news_encoder=title_mean",
+        "model.user_encoder.heads=4",  # 64 / 4
+        "model.user_encoder.query_dim=16",
+        "~logger",
+        "callbacks=none",
+    )
+    assert cfg.model.news_encoder._target_ == "test_contracts.TitleMeanEncoder"
+    metrics = train(cfg)
+    assert metrics["params_without_embeddings"] == (32 * 64 + 64) + 3 * 64 * 64 + (64 * 16 + 32)
+    assert 0.0 <= metrics["test/auc"] <= 1.0
+
+
+def test_parts_that_do_not_subclass_the_contract_are_refused_clearly():
+    class Loose(nn.Module):
+        output_dim = 8
+
+    data = tiny_data()
+    user = AdditiveUserEncoder(data, 8)
+    with pytest.raises(TypeError, match="subclass newsrec.models.base.NewsEncoder"):
+        Recommender(Loose(), user, nn.Identity())
+    with pytest.raises(TypeError, match="UserEncoder"):
+        Recommender(TitleMeanEncoder(data, dim=8), Loose(), nn.Identity())
+    assert isinstance(user, UserEncoder)
+
+
+def test_a_candidate_aware_user_encoder_asks_for_the_candidates():
+    encoder = CandidateAwareUserEncoder(tiny_data(), news_dim=8)
+    with pytest.raises(ValueError, match="candidate-aware: pass the candidates"):
+        encoder(torch.randn(2, 3, 8), torch.ones(2, 3, dtype=torch.bool), torch.zeros(2).long())
+
+
+def test_word_attention_is_declared_by_the_encoder():
+    with pytest.raises(ValueError, match="TitleMeanEncoder has no word attention"):
+        TitleMeanEncoder(tiny_data()).word_attention(torch.ones(1, 3).long())
+
+
+def _module(train_config, *overrides: str):
+    """A module as the runner builds it, from train.yaml with `overrides` (small NRMS if none)."""
+    from newsrec.models.module import NewsRecModule
+
+    cfg = train_config(*(overrides or SMALL_NRMS))
+    return NewsRecModule(
+        cfg.model, tiny_data().sizes(), optimizer=cfg.optimizer, scheduler=cfg.get("scheduler")
+    )
+
+
+def test_optimizer_and_scheduler_come_from_config(train_config):
+    optimizer = _module(train_config).configure_optimizers()
+    assert isinstance(optimizer, torch.optim.Adam)
+    assert optimizer.defaults["lr"] == 1e-3 and optimizer.defaults["fused"]
+    module = _module(
+        train_config,
+        "model=npa",
+        "optimizer.lr=1e-4",
+        "optimizer.weight_decay=0.01",
+        "scheduler=reduce_on_plateau",
+    )
+    assert module.hparams.model["name"] == "npa"
+    config = module.configure_optimizers()
+    assert config["optimizer"].defaults["lr"] == 1e-4
+    assert config["optimizer"].defaults["weight_decay"] == 0.01
+    assert isinstance(
+        config["lr_scheduler"]["scheduler"], torch.optim.lr_scheduler.ReduceLROnPlateau
+    )
+    assert config["lr_scheduler"]["monitor"] == "val/auc"
+    assert module.hparams.optimizer["lr"] == 1e-4  # saved with checkpoints
+
+
+def test_a_checkpoint_from_before_conf_optimizer_loads_with_its_rate(train_config, tmp_path):
+    from newsrec.models.module import NewsRecModule
+
+    old = _module(train_config)
+    checkpoint = {
+        "state_dict": old.state_dict(),
+        "hyper_parameters": {  # what such a checkpoint holds: the rate in the model config
+            "model": {**old.hparams.model, "lr": 3e-4},
+            "data": old.hparams.data,
+            "seed": 0,
+        },
+        "pytorch-lightning_version": "2.6.0",
+    }
+    path = tmp_path / "old.ckpt"
+    torch.save(checkpoint, path)
+    module = NewsRecModule.load_from_checkpoint(path, map_location="cpu")
+    assert module.configure_optimizers().defaults["lr"] == 3e-4
+    for a, b in zip(module.parameters(), old.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_the_model_summary_is_quiet_under_bf16(train_config):
+    import pytorch_lightning as pl
+
+    from newsrec.models.summary import ModelSummary
+
+    module = _module(train_config)
+    trainer = pl.Trainer(accelerator="cpu", precision="bf16-mixed", logger=False)
+    module.trainer = trainer
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        summary = ModelSummary(max_depth=2)._summary(trainer, module)
+    assert not [w for w in caught if "model summary" in str(w.message)]
+    assert summary.trainable_parameters == sum(p.numel() for p in module.parameters())
