@@ -42,6 +42,8 @@ from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
+from newsrec.ranking import top_k_candidates
+
 NAMES = ("diversity_category", "diversity_vector", "coverage", "novelty", "personalization")
 
 
@@ -186,19 +188,6 @@ class BeyondAccuracy(Metric):
         return dict(zip(names, values, strict=True))
 
 
-def top_k_rows(scores: Tensor, candidates: Tensor, mask: Tensor, k: int) -> Tensor:
-    """The k best-scored candidates of each impression, best first -> news rows [B, k'],
-    -1 where an impression has fewer. Padding and news missing from news.tsv (row 0, which
-    cannot be named) are never listed. Ties keep candidate order (a stable sort), so the
-    order is that of the scores eval.py computes."""
-    usable = mask & (candidates > 0)
-    masked = scores.float().masked_fill(~usable, -torch.inf)
-    order = torch.sort(masked, dim=1, descending=True, stable=True).indices
-    order = order[:, : min(k, scores.shape[1])]
-    rows = candidates.gather(1, order)
-    return rows.masked_fill(~usable.gather(1, order), -1)
-
-
 class BeyondAccuracyCallback(pl.Callback):
     """Beyond-accuracy metrics of the test split's top-k lists (pool=impression), logged as
     `test/<name>@k` beside the accuracy metrics, hence in metrics.json.
@@ -246,7 +235,8 @@ class BeyondAccuracyCallback(pl.Callback):
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
         if not isinstance(outputs, dict) or "scores" not in outputs:
             return  # a module that does not return its scores: nothing to rank
-        rows = top_k_rows(outputs["scores"], batch["candidates"], batch["candidate_mask"], self.k)
+        scores, candidates = outputs["scores"], batch["candidates"]
+        rows, _ = top_k_candidates(scores, candidates, batch["candidate_mask"], self.k)
         with trainer.precision_plugin.forward_context():
             vectors = self._list_vectors(pl_module, batch, rows).float()
         category = pl_module.table["category"]
