@@ -164,7 +164,9 @@ def recommend(cfg: DictConfig) -> dict:
     if cfg.get("export"):
         from newsrec.export import export_vectors
 
-        summary["export"] = export_vectors(out, ranker, dataset, datamodule, ids, users, split)
+        summary["export"] = export_vectors(
+            out, ranker, dataset, datamodule, ids, users, split, int(cfg.projector_news)
+        )
     write_metrics(out / "recommendations_metrics.json", summary)
     print(
         f"top-{k} lists of {len(arrays):,} {split} impressions (pool={pool}) written to "
