@@ -77,6 +77,25 @@ def top_k_candidates(
     return rows, top
 
 
+def top_k_lowest_row_on_ties(scores: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """`topk` of each row of scores [h, N] -> (values, indices) [h, k], best first, equal
+    scores in ascending index: defined where `topk` leaves ties to the kernel (an empty
+    history gives NRMS a zero user vector, so every news ties at 0)."""
+    values, index = scores.topk(k, dim=1)
+    threshold = values[:, -1:]
+    # Rows where tied scores straddle the cut: take the lowest indices among the tied.
+    cut = (scores == threshold).sum(1) > (values == threshold).sum(1)
+    if cut.any():
+        block, t = scores[cut], threshold[cut]
+        above, equal = block > t, block == t
+        need = k - above.sum(1, keepdim=True)
+        take = above | (equal & (equal.cumsum(1) <= need))
+        index[cut] = take.nonzero()[:, 1].view(-1, k)
+    index = index.sort(dim=1).values
+    values, order = scores.gather(1, index).sort(dim=1, descending=True, stable=True)
+    return values, index.gather(1, order)
+
+
 class Ranker:
     """A recommender, its news table and (when cacheable) every news vector, for ranking.
 
@@ -134,9 +153,9 @@ class Ranker:
             block = users[start : start + step] @ news.T  # [h, N], the only big allocation
             block[:, 0] = -torch.inf
             block.scatter_(1, batch["history"][start : start + step], -torch.inf)  # pad -> 0
-            top = block.topk(k, dim=1)
-            rows.append(top.indices)
-            scores.append(top.values)
+            top, index = top_k_lowest_row_on_ties(block, k)
+            rows.append(index)
+            scores.append(top)
         owner = batch["owner"]
         rows, scores = torch.cat(rows)[owner], torch.cat(scores)[owner]
         return rows.masked_fill(scores == -torch.inf, -1), scores
