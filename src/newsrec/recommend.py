@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 from pathlib import Path
@@ -159,7 +160,8 @@ def recommend(cfg: DictConfig) -> dict:
         "recommendations": str(target),
         "encode_news_s": round(encode_s, 2),
         "rank_s": round(rank_s, 2),
-        **metric.compute(catalogue),
+        # NaN (e.g. no vectors to compare for NPA) is not JSON: null.
+        **{n: None if math.isnan(v) else v for n, v in metric.compute(catalogue).items()},
     }
     if cfg.get("export"):
         from newsrec.export import export_vectors
