@@ -109,7 +109,7 @@ def export_vectors(
     if ranker.recommender.candidate_aware:
         log.warning("export: no user vectors (this model's user vector depends on the candidate)")
         return written
-    arrays = datamodule.data.splits["train" if split == "val" else split]
+    arrays = datamodule.data.splits[split]
     position = {int(i): p for p, i in enumerate(np.asarray(arrays.impression_id))}
     user_vectors = np.zeros((len(arrays), news.shape[1]), dtype=np.float32)
     device = ranker.news_vectors.device
@@ -150,11 +150,15 @@ class TensorBoardPictures(pl.Callback):
     def _pictures(self, writer, trainer, pl_module, datamodule) -> None:
         recommender, table = pl_module.recommender, pl_module.table
         candidates = np.asarray(datamodule.data.splits[datamodule.test_split].candidates)
-        rows = torch.as_tensor(np.setdiff1d(np.unique(candidates), [0]), device=pl_module.device)
+        rows = np.setdiff1d(np.unique(candidates), [0])
         step = trainer.global_step
-        self._attention(writer, recommender, table, rows[: self.titles], datamodule, step)
+        first = torch.as_tensor(rows[: self.titles], device=pl_module.device)
+        self._attention(writer, recommender, table, first, datamodule, step)
         if recommender.needs_user:
             return  # NPA: a news vector per user, none to place in one projector
+        if len(rows) > self.projector_news:  # a fixed sample; only it is encoded
+            rows = np.sort(np.random.default_rng(0).permutation(rows)[: self.projector_news])
+        rows = torch.as_tensor(rows, device=pl_module.device)
         vectors = recommender.encode_news(table, rows).float().cpu().numpy()
         ids = np.asarray(news_ids(datamodule.paths), dtype=object)[rows.cpu().numpy()].tolist()
         vocab = datamodule.data.vocab.categories

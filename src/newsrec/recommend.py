@@ -53,9 +53,8 @@ def _device(name: str) -> torch.device:
 
 
 def split_folder(paths, split: str) -> Path:
-    """The MIND folder a split's impressions come from ('val' is the end of train)."""
-    folder = {"train": paths.train, "val": paths.train, "dev": paths.dev, "test": paths.test}
-    return Path(folder[split])
+    """The MIND folder a split's impressions come from."""
+    return Path({"train": paths.train, "dev": paths.dev, "test": paths.test}[split])
 
 
 def user_ids(folder: Path) -> list[str]:
@@ -88,7 +87,7 @@ def recommend(cfg: DictConfig) -> dict:
     datamodule.prepare_data()
     datamodule.setup("test")
     split = str(cfg.get("split") or datamodule.test_split)
-    splits = [*datamodule.data.splits, "val"]
+    splits = list(datamodule.data.splits)
     if split not in splits:
         raise RecommendError(f"split={split}: this data has the splits {', '.join(splits)}")
     module = NewsRecModule.load_from_checkpoint(path, map_location=device).eval()
@@ -108,7 +107,7 @@ def recommend(cfg: DictConfig) -> dict:
 
     dataset = datamodule.eval_dataset(split)
     batches = EvalBatchSampler(dataset.group_key, datamodule.eval_batch_size)
-    arrays = datamodule.data.splits["train" if split == "val" else split]
+    arrays = datamodule.data.splits[split]
     position = {int(i): p for p, i in enumerate(np.asarray(arrays.impression_id))}
     lists = np.full((len(arrays), k), -1, dtype=np.int64)
     scores = np.zeros((len(arrays), k), dtype=np.float32)
@@ -198,7 +197,7 @@ def write_jsonl(
                 "impression_id": int(impression),
                 "user": users[i],
                 "news": ids[row[keep]].tolist(),
-                "scores": [round(float(s), 6) for s in row_scores[keep]],
+                "scores": [float(f"{s:.7g}") for s in row_scores[keep]],  # float32 holds ~7 digits
             }
             f.write(json.dumps(line) + "\n")
     os.replace(tmp, path)
