@@ -81,10 +81,15 @@ def top_k_lowest_row_on_ties(scores: Tensor, k: int) -> tuple[Tensor, Tensor]:
     """`topk` of each row of scores [h, N] -> (values, indices) [h, k], best first, equal
     scores in ascending index: defined where `topk` leaves ties to the kernel (an empty
     history gives NRMS a zero user vector, so every news ties at 0)."""
-    values, index = scores.topk(k, dim=1)
+    values, index = scores.topk(min(k + 1, scores.shape[1]), dim=1)
+    # A tie straddles the cut exactly where the k-th and (k+1)-th best are equal: only those
+    # rows (in practice those of an empty history) need a pass over all their scores.
+    if values.shape[1] > k:
+        cut = values[:, k - 1] == values[:, k]
+    else:  # k covers every news: nothing is cut
+        cut = torch.zeros(len(values), dtype=torch.bool, device=values.device)
+    values, index = values[:, :k], index[:, :k]
     threshold = values[:, -1:]
-    # Rows where tied scores straddle the cut: take the lowest indices among the tied.
-    cut = (scores == threshold).sum(1) > (values == threshold).sum(1)
     if cut.any():
         block, t = scores[cut], threshold[cut]
         above, equal = block > t, block == t
