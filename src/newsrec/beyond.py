@@ -69,8 +69,8 @@ def intra_list_diversity_category(categories: Tensor, valid: Tensor) -> Tensor:
 def intra_list_diversity_vector(vectors: Tensor, valid: Tensor) -> Tensor:
     """ILD of each list [L] by cosine distance of news vectors [L, k, D]. A zero vector has
     cosine 0 with everything (distance 1)."""
-    unit = F.normalize(vectors.double(), dim=-1)
-    return _pair_mean(1.0 - unit @ unit.transpose(1, 2), valid)
+    unit = F.normalize(vectors.float(), dim=-1)  # float32: a fifth of float64's time here
+    return _pair_mean(1.0 - (unit @ unit.transpose(1, 2)).double(), valid)
 
 
 def self_information(clicks: Tensor | np.ndarray, impressions: int) -> Tensor:

@@ -35,7 +35,7 @@ from newsrec.beyond import BeyondAccuracy, self_information
 from newsrec.data.datamodule import EvalBatchSampler
 from newsrec.data.mind import iter_behaviors
 from newsrec.models.module import NewsRecModule
-from newsrec.ranking import PoolError, Ranker, news_ids, pool_all_problem, top_k_candidates
+from newsrec.ranking import Ranker, news_ids, pool_all_problem, top_k_candidates
 from newsrec.runner import datamodule_for_checkpoint, write_metrics
 
 log = logging.getLogger(__name__)
@@ -71,9 +71,7 @@ def _progress() -> Progress:
     )
 
 
-def recommend(cfg: DictConfig) -> dict:
-    """Top-k lists (and optionally vectors) of `cfg.ckpt_path` on a split; returns the
-    summary also written to recommendations_metrics.json."""
+def _check(cfg: DictConfig) -> tuple[Path, str, int]:
     path = Path(cfg.ckpt_path)
     if not path.is_file():
         raise RecommendError(f"ckpt_path={path}: no such checkpoint file")
@@ -82,17 +80,23 @@ def recommend(cfg: DictConfig) -> dict:
         raise RecommendError(f"pool={pool}: choose one of {', '.join(POOLS)}")
     if k < 1:
         raise RecommendError(f"k={k}: the lists need at least one news (k >= 1)")
+    return path, pool, k
+
+
+def recommend(cfg: DictConfig) -> dict:
+    """Top-k lists (and optionally vectors) of `cfg.ckpt_path` on a split; returns the
+    summary also written to recommendations_metrics.json."""
+    path, pool, k = _check(cfg)
     device = _device(str(cfg.get("device", "auto")))
     datamodule = datamodule_for_checkpoint(cfg, path)
     datamodule.prepare_data()
     datamodule.setup("test")
     split = str(cfg.get("split") or datamodule.test_split)
-    splits = list(datamodule.data.splits)
-    if split not in splits:
-        raise RecommendError(f"split={split}: this data has the splits {', '.join(splits)}")
+    if split not in datamodule.data.splits:
+        splits = ", ".join(datamodule.data.splits)
+        raise RecommendError(f"split={split}: this data has the splits {splits}")
     module = NewsRecModule.load_from_checkpoint(path, map_location=device).eval()
-    recommender = module.recommender
-    if pool == "all" and (problem := pool_all_problem(recommender)) is not None:
+    if pool == "all" and (problem := pool_all_problem(module.recommender)) is not None:
         name = module.hparams.model.get("name", "this model")
         raise RecommendError(
             f"pool=all cannot rank with {name}: {problem}, so each (user, news) pair would "
@@ -102,47 +106,13 @@ def recommend(cfg: DictConfig) -> dict:
     ids = np.asarray(news_ids(datamodule.paths), dtype=object)
     start = time.perf_counter()
     rows = None if pool == "all" else datamodule.eval_news(split).to(device)
-    ranker = Ranker(recommender, table, rows)
+    ranker = Ranker(module.recommender, table, rows)
     encode_s = time.perf_counter() - start
-
     dataset = datamodule.eval_dataset(split)
-    batches = EvalBatchSampler(dataset.group_key, datamodule.eval_batch_size)
     arrays = datamodule.data.splits[split]
-    position = {int(i): p for p, i in enumerate(np.asarray(arrays.impression_id))}
-    lists = np.full((len(arrays), k), -1, dtype=np.int64)
-    scores = np.zeros((len(arrays), k), dtype=np.float32)
-    done = np.zeros(len(arrays), dtype=bool)
     metric = BeyondAccuracy(k)
-    train = datamodule.data.splits["train"]
-    clicks = np.bincount(
-        np.asarray(train.candidates)[np.asarray(train.labels) == 1], minlength=len(ids)
-    )
-    information = self_information(clicks, len(train)).to(device)
-    with _progress() as progress:
-        task = progress.add_task(f"top-{k} of {split} (pool={pool})", total=len(dataset))
-        for positions in batches:
-            batch = {n: t.to(device) for n, t in dataset.__getitems__(positions).items()}
-            if pool == "all":
-                try:
-                    top, top_scores = ranker.top_k_all(batch, k)
-                except PoolError as err:
-                    raise RecommendError(str(err)) from None
-            else:
-                top, top_scores = top_k_candidates(
-                    ranker.scores(batch), batch["candidates"], batch["candidate_mask"], k
-                )
-            vectors = None
-            if ranker.news_vectors is not None:
-                vectors = ranker.news_vectors[top.clamp(min=0)].float()
-            metric.update(top, batch["impression"], table["category"], information, vectors)
-            at = np.asarray([position[int(i)] for i in batch["impression"].tolist()])
-            lists[at, : top.shape[1]] = top.cpu().numpy()
-            scores[at, : top.shape[1]] = top_scores.float().cpu().numpy()
-            done[at] = True
-            progress.advance(task, len(positions))
+    lists, scores = _rank_split(ranker, dataset, datamodule, split, pool, k, metric)
     rank_s = time.perf_counter() - start - encode_s
-    if not done.all():
-        raise RuntimeError(f"{int((~done).sum())} impressions of {split} received no list")
 
     out = Path(cfg.paths.output_dir)
     users = user_ids(split_folder(datamodule.paths, split))
@@ -175,6 +145,47 @@ def recommend(cfg: DictConfig) -> dict:
         flush=True,
     )
     return summary
+
+
+def _rank_split(
+    ranker: Ranker, dataset, datamodule, split: str, pool: str, k: int, metric: BeyondAccuracy
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each impression's top-k (news rows [I, k], -1 where shorter; scores [I, k]) in the
+    split's order; the lists also go into `metric`."""
+    arrays = datamodule.data.splits[split]
+    position = {int(i): p for p, i in enumerate(np.asarray(arrays.impression_id))}
+    lists = np.full((len(arrays), k), -1, dtype=np.int64)
+    scores = np.zeros((len(arrays), k), dtype=np.float32)
+    done = np.zeros(len(arrays), dtype=bool)
+    train = datamodule.data.splits["train"]
+    clicks = np.bincount(
+        np.asarray(train.candidates)[np.asarray(train.labels) == 1],
+        minlength=len(ranker.table["title"]),
+    )
+    device = ranker.table["title"].device
+    information = self_information(clicks, len(train)).to(device)
+    with _progress() as progress:
+        task = progress.add_task(f"top-{k} of {split} (pool={pool})", total=len(dataset))
+        for positions in EvalBatchSampler(dataset.group_key, datamodule.eval_batch_size):
+            batch = {n: t.to(device) for n, t in dataset.__getitems__(positions).items()}
+            if pool == "all":
+                top, top_scores = ranker.top_k_all(batch, k)
+            else:
+                top, top_scores = top_k_candidates(
+                    ranker.scores(batch), batch["candidates"], batch["candidate_mask"], k
+                )
+            vectors = None
+            if ranker.news_vectors is not None:
+                vectors = ranker.news_vectors[top.clamp(min=0)]
+            metric.update(top, batch["impression"], ranker.table["category"], information, vectors)
+            at = np.asarray([position[int(i)] for i in batch["impression"].tolist()])
+            lists[at, : top.shape[1]] = top.cpu().numpy()
+            scores[at, : top.shape[1]] = top_scores.float().cpu().numpy()
+            done[at] = True
+            progress.advance(task, len(positions))
+    if not done.all():
+        raise RuntimeError(f"{int((~done).sum())} impressions of {split} received no list")
+    return lists, scores
 
 
 def write_jsonl(
