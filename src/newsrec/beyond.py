@@ -194,8 +194,8 @@ class BeyondAccuracyCallback(pl.Callback):
 
     Reads the scores the module's test_step returns; popularity comes from the datamodule's
     train split and the catalogue is the distinct candidates of the tested split. News
-    vectors for `diversity_vector` are encoded once per news as lists need them (for a
-    user-dependent news encoder, NPA, once per (user, news)).
+    vectors for `diversity_vector` come from the module's evaluation cache, else are encoded
+    once per news as lists need them (NPA: once per (user, news), its vectors being the user's).
     """
 
     def __init__(self, k: int = 10) -> None:
@@ -221,6 +221,11 @@ class BeyondAccuracyCallback(pl.Callback):
         if recommender.needs_user:
             user = batch["user"][batch["owner"]][:, None].expand_as(safe)
             return recommender.encode_news(table, safe, user)
+        # The module's evaluation cache holds every listed news already: reuse it rather than
+        # encode the split's news twice (a private name; encoding below is the fallback).
+        cached = getattr(pl_module, "_news_vectors", None)
+        if cached is not None:
+            return cached[safe]
         if self.vectors is None:
             self.encoded = torch.zeros(len(table["title"]), dtype=torch.bool, device=rows.device)
         new = torch.unique(safe[~self.encoded[safe]])
