@@ -201,10 +201,16 @@ class BeyondAccuracyCallback(pl.Callback):
     def __init__(self, k: int = 10) -> None:
         self.k = k
         self.metric = BeyondAccuracy(k)
+        self.active = False
 
     def on_test_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.metric = self.metric.to(pl_module.device)
         self.metric.reset()
+        # Popularity and the catalogue come from the data: a test run without the
+        # datamodule (trainer.test(dataloaders=...)) gets no beyond-accuracy metrics.
+        self.active = getattr(getattr(trainer, "datamodule", None), "data", None) is not None
+        if not self.active:
+            return
         data = trainer.datamodule.data
         train = data.splits["train"]
         clicked = np.asarray(train.candidates)[np.asarray(train.labels) == 1]
@@ -238,8 +244,8 @@ class BeyondAccuracyCallback(pl.Callback):
 
     @torch.no_grad()
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
-        if not isinstance(outputs, dict) or "scores" not in outputs:
-            return  # a module that does not return its scores: nothing to rank
+        if not self.active or not isinstance(outputs, dict) or "scores" not in outputs:
+            return  # no data to judge lists by, or a module that does not return its scores
         scores, candidates = outputs["scores"], batch["candidates"]
         rows, _ = top_k_candidates(scores, candidates, batch["candidate_mask"], self.k)
         with trainer.precision_plugin.forward_context():
@@ -248,6 +254,8 @@ class BeyondAccuracyCallback(pl.Callback):
         self.metric.update(rows, batch["impression"], category, self.information, vectors)
 
     def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not self.active:
+            return
         values = self.metric.compute(self.catalogue)  # a collective under DDP: every rank
         self.metric.reset()
         self.vectors = self.encoded = None
