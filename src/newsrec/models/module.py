@@ -155,13 +155,14 @@ class NewsRecModule(pl.LightningModule):
             return self.recommender.exact_scores(batch, self.table)
         return self._cache.scores(batch)
 
-    def _eval_step(self, batch: dict[str, Tensor], stage: str) -> None:
+    def _eval_step(self, batch: dict[str, Tensor], stage: str) -> Tensor:
         scores = self.score(batch).float()
         self.metrics[stage].update(scores, batch["labels"], batch["impression"])
         if "truth" in batch:
             self.metrics[f"{stage}_oracle"].update(
                 batch["truth"], batch["labels"], batch["impression"]
             )
+        return scores
 
     def _end_eval(self, stage: str) -> None:
         self._cache = None
@@ -190,8 +191,9 @@ class NewsRecModule(pl.LightningModule):
     def on_test_epoch_start(self) -> None:
         self._start_eval("test")
 
-    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        self._eval_step(batch, "test")
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
+        # Returned for callbacks: the beyond-accuracy metrics rank these (newsrec.beyond).
+        return {"scores": self._eval_step(batch, "test")}
 
     def on_test_epoch_end(self) -> None:
         self._end_eval("test")
