@@ -19,7 +19,7 @@ import newsrec
 from newsrec.models.module import NewsRecModule
 from newsrec.ranking import news_ids, top_k_lowest_row_on_ties
 from newsrec.recommend import RecommendError, recommend
-from newsrec.runner import datamodule_for_checkpoint, train
+from newsrec.runner import datamodule_for_checkpoint, module_data, train
 
 from conftest import SMALL_NRMS, make_config
 
@@ -72,7 +72,10 @@ def eval_scores(checkpoint: str, data_dir: Path, tmp_path: Path) -> dict[int, np
         "eval", ["data=synthetic_tiny", f"ckpt_path={checkpoint}"], data_dir, tmp_path
     )
     datamodule = datamodule_for_checkpoint(cfg, Path(checkpoint))
+    datamodule.prepare_data()
+    datamodule.setup("test")
     module = NewsRecModule.load_from_checkpoint(checkpoint)
+    module.use_data(module_data(datamodule, ("test",)))
     trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False)
     scores = {}
     for batch in trainer.predict(module, datamodule=datamodule):

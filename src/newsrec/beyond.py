@@ -228,8 +228,8 @@ class BeyondAccuracyCallback(pl.Callback):
             user = batch["user"][batch["owner"]][:, None].expand_as(safe)
             return recommender.encode_news(table, safe, user)
         # The module's evaluation cache holds every listed news already: reuse it rather than
-        # encode the split's news twice (a private name; encoding below is the fallback).
-        cached = getattr(pl_module, "_news_vectors", None)
+        # encode the split's news twice (encoding below is the fallback).
+        cached = pl_module.news_vectors
         if cached is not None:
             return cached[safe]
         if self.vectors is None:

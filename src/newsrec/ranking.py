@@ -2,7 +2,7 @@
 
 `Ranker` holds a recommender with its news table and, where the model allows it, every news
 vector computed once; `recommend.py` and the Python API (`newsrec.load`) both rank through
-it, with the scores evaluation computes (`Recommender.cached_scores` / `exact_scores`).
+it, with the scores evaluation computes (`EvaluationCache.scores` / `Recommender.exact_scores`).
 
 pool=all ranks every news of the table for each history: user vectors [H, D] times all news
 vectors [N, D]^T, a few hundred users at a time so that memory stays bounded (one [h, N]
@@ -22,6 +22,7 @@ from torch import Tensor
 
 from newsrec.data.info import SplitPaths
 from newsrec.models.click_predictors import DotProduct
+from newsrec.models.engine.evaluation import EvaluationCache
 from newsrec.models.recommender import Recommender
 
 
@@ -113,29 +114,27 @@ class Ranker:
     ) -> None:
         self.recommender = recommender.eval()
         self.table = table
-        self.news_vectors: Tensor | None = None  # [num_news, D]
-        self.history_inputs: Tensor | None = None
+        self.cache: EvaluationCache | None = None
         if recommender.cacheable:
             with torch.no_grad():
-                self.news_vectors = recommender.encode_all_news(table, rows)
-                self.history_inputs = recommender.history_inputs(self.news_vectors)
+                self.cache = EvaluationCache(recommender, table, rows)
+
+    @property
+    def news_vectors(self) -> Tensor | None:
+        """Every news vector [num_news, D] (None for a user-dependent news encoder, NPA)."""
+        return None if self.cache is None else self.cache.news_vectors
 
     @torch.no_grad()
     def scores(self, batch: dict[str, Tensor]) -> Tensor:
         """Scores [B, C] of an evaluation batch: what eval.py computes for it."""
-        if self.news_vectors is None:
+        if self.cache is None:
             return self.recommender.exact_scores(batch, self.table).float()
-        return self.recommender.cached_scores(batch, self.news_vectors, self.history_inputs).float()
+        return self.cache.scores(batch).float()
 
     @torch.no_grad()
     def user_vectors(self, batch: dict[str, Tensor]) -> Tensor:
         """User vectors [H, D] of a batch's distinct histories (not for DKN)."""
-        encoder = self.recommender.user_encoder
-        prepared = getattr(encoder, "forward_prepared", None)
-        if self.history_inputs is not None and prepared is not None:
-            return prepared(self.history_inputs[batch["history"]], batch["history_mask"])
-        history = self.news_vectors[batch["history"]]  # [H, N, D]
-        return encoder(history, batch["history_mask"], batch["user"])
+        return self.cache.user_vectors(batch)
 
     @torch.no_grad()
     def top_k_all(

@@ -149,6 +149,11 @@ class NewsRecModule(pl.LightningModule):
             with self.trainer.precision_plugin.forward_context():
                 self._cache = EvaluationCache(self.recommender, self.table, rows)
 
+    @property
+    def news_vectors(self) -> Tensor | None:
+        """This evaluation's news vectors [num_news, D]; None outside one, or for NPA."""
+        return None if self._cache is None else self._cache.news_vectors
+
     def score(self, batch: dict[str, Tensor]) -> Tensor:
         """Scores [B, C] of an evaluation batch, by the fast path where the model allows it."""
         if self._cache is None:

@@ -139,12 +139,7 @@ class EvaluationCache:
                 mask, user = batch["history_mask"][rows], batch["user"][rows]
                 parts.append(model.click_scores(history[rows], mask, user, candidates))
             return torch.cat(parts)
-        if self.history_inputs is not None:
-            inputs = self.history_inputs[batch["history"]]  # [H, N, 3D]
-            users = _users_from_inputs(model.user_encoder, inputs, batch["history_mask"])
-        else:
-            history = vectors[batch["history"]]  # [H, N, D]
-            users = model.user_encoder(history, batch["history_mask"], batch["user"])  # [H, D]
+        users = self.user_vectors(batch)  # [H, D]
         mask = batch["candidate_mask"]
         impression, slot = mask.nonzero(as_tuple=True)  # the real candidates, flat
         candidates = vectors[batch["candidates"][impression, slot]]  # [M, D]
@@ -152,6 +147,15 @@ class EvaluationCache:
         scores = flat.new_zeros(mask.shape)
         scores[impression, slot] = flat
         return scores
+
+    def user_vectors(self, batch: dict[str, Tensor]) -> Tensor:
+        """User vectors [H, D] of a batch's distinct histories (not for a candidate-aware
+        user encoder, whose user vector depends on the candidate)."""
+        if self.history_inputs is not None:
+            inputs = self.history_inputs[batch["history"]]  # [H, N, 3D]
+            return _users_from_inputs(self.model.user_encoder, inputs, batch["history_mask"])
+        history = self.news_vectors[batch["history"]]  # [H, N, D]
+        return self.model.user_encoder(history, batch["history_mask"], batch["user"])
 
 
 # The NRMS user encoder's self-attention projects each clicked news on its own (eq. 6's
