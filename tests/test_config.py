@@ -176,7 +176,7 @@ def test_optuna_sweep_reports_the_best_validation_auc_of_its_trials(data_dir, tm
     result = yaml.safe_load((tmp_path / "optimization_results.yaml").read_text())
     assert result["best_value"] == pytest.approx(max(t["val/auc_best"] for t in trials))
     assert set(result["best_params"]) == {
-        "model.lr",
+        "optimizer.lr",
         "model.news_encoder.dropout",
         "data.npratio",
         "data.batch_size",
