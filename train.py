@@ -6,12 +6,12 @@ Sweeps: `python train.py -m model=nrms,npa,lstur seed=1,2,3` (comparison table a
 import hydra
 from omegaconf import DictConfig
 
-from newsrec.runner import train
+from newsrec.runner import run_cli, train
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    metrics = train(cfg)
+    metrics = run_cli(train, cfg)
     return metrics.get("test/auc")  # the value Hydra sweepers optimise
 
 

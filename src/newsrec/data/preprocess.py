@@ -33,6 +33,7 @@ import pyarrow.compute as pc
 from newsrec.data.info import DataInfo, SplitPaths
 from newsrec.data.mind import (
     Behaviors,
+    MindFormatError,
     News,
     Report,
     iter_behaviors,
@@ -57,7 +58,9 @@ class PreprocessConfig:
     history_len: int = 50  # most recent clicks kept
     min_word_count: int = 1  # words seen fewer times in training text map to <unk>
     vocab_fields: tuple[str, ...] = ("title",)  # training text the vocabulary is built from
-    val_days: int = 1  # the last days of train held out for validation (MIND paper: 1)
+    # Days at the end of train held out for validation. 0 (the published protocols): every
+    # train day is trained on and validation reads dev, MIND's own last day of the week.
+    val_days: int = 0
 
 
 @dataclass
@@ -280,7 +283,24 @@ def _read_split(
         parts.append(_map_behaviors(chunk, news_index, cfg, report))
         users.append(chunk.user)
     arrays = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    _refuse_duplicate_impressions(folder / "behaviors.tsv", arrays["impression_id"])
     return arrays, pa.concat_arrays(users)
+
+
+def _refuse_duplicate_impressions(path: Path, impression_id: np.ndarray) -> None:
+    """Metrics group candidates by impression id and DDP gathers by it: ids must be unique."""
+    ids, first, counts = np.unique(impression_id, return_index=True, return_counts=True)
+    if (counts == 1).all():
+        return
+    twice = int(np.flatnonzero(counts > 1)[0])
+    again = int(np.flatnonzero(impression_id == ids[twice])[1])  # rows are lines, in order
+    raise MindFormatError(
+        path,
+        again + 1,
+        f"impression ID {int(ids[twice])} again (first on line {int(first[twice]) + 1}); "
+        "impression IDs must be unique within a split",
+        "remove or renumber the repeated impression, or re-download the split",
+    )
 
 
 def _truth(folder: Path, impression_id: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -362,7 +382,10 @@ def _entity_vectors(folders: dict[str, Path], entities: list[str], report: Repor
         if not path.exists():
             continue
         ids, matrix = read_entity_embeddings(path)
-        dim = matrix.shape[1] if len(ids) else dim
+        if not len(ids):
+            report.add("empty entity_embedding.vec files (no entity vectors from them)")
+            continue
+        dim = matrix.shape[1]
         for wikidata_id, row in zip(ids, matrix, strict=True):
             if wikidata_id in index:
                 found.setdefault(index[wikidata_id], row)
