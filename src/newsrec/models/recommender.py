@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 from torch import Tensor, nn
 
 from newsrec.data.info import DataInfo
+from newsrec.models.init import init_weights
 
 
 class Recommender(nn.Module):
@@ -32,6 +33,12 @@ class Recommender(nn.Module):
         self.candidate_aware = bool(getattr(user_encoder, "candidate_aware", False))
         self.features = tuple(getattr(news_encoder, "features", ("title",)))
         self.dedup = True  # False encodes every news slot (the benchmark's reference)
+        # --- empty-history fallback (issue 10) ---
+        # A user with no clicks gets a zero user vector from most encoders, so every candidate
+        # of the impression would tie. This learned vector is added to the user vector where
+        # the history is empty (LSTUR keeps its long-term vector beside it). It starts at zero
+        # and learns from the training impressions with empty histories what such users click.
+        self.empty_history = nn.Parameter(torch.zeros(news_encoder.output_dim))
 
     @classmethod
     def from_config(cls, model: DictConfig | dict, data: DataInfo) -> Recommender:
@@ -43,7 +50,7 @@ class Recommender(nn.Module):
         click_predictor = hydra.utils.instantiate(model["click_predictor"])(
             dim=news_encoder.output_dim
         )
-        return cls(news_encoder, user_encoder, click_predictor)
+        return init_weights(cls(news_encoder, user_encoder, click_predictor))  # models/init.py
 
     # -- news ---------------------------------------------------------------------------------
     def encode_news(
@@ -142,9 +149,16 @@ class Recommender(nn.Module):
     ) -> Tensor:
         if self.candidate_aware:
             u = self.user_encoder(history, history_mask, user, candidates)  # [B, C, D]
+            u = u + self._empty_history_term(history_mask).unsqueeze(1)  # fallback (issue 10)
         else:
             u = self.user_encoder(history, history_mask, user)  # [B, D]
+            u = u + self._empty_history_term(history_mask)  # fallback (issue 10)
         return self.click_predictor(u, candidates)  # [B, C]
+
+    def _empty_history_term(self, history_mask: Tensor) -> Tensor:
+        """[B, D]: the learned fallback where a history is empty, zeros elsewhere (issue 10)."""
+        empty = ~history_mask.any(-1, keepdim=True)  # [B, 1]
+        return empty.to(self.empty_history.dtype) * self.empty_history
 
     def exact_scores(
         self, batch: dict[str, Tensor], table: dict[str, Tensor], max_pairs: int = 16_384
@@ -212,6 +226,7 @@ class Recommender(nn.Module):
         else:
             history = news_vectors[batch["history"]]  # [H, N, D]
             users = self.user_encoder(history, batch["history_mask"], batch["user"])  # [H, D]
+        users = users + self._empty_history_term(batch["history_mask"])  # fallback (issue 10)
         mask = batch["candidate_mask"]
         impression, slot = mask.nonzero(as_tuple=True)  # the real candidates, flat
         candidates = news_vectors[batch["candidates"][impression, slot]]  # [M, D]
