@@ -300,6 +300,7 @@ def train(cfg: DictConfig) -> dict:
         "lr": module.lr,
         # What the numbers were measured on (the protocol): samples = clicks trained on.
         "train_samples": len(samples),
+        "train_clicks_dropped": samples.dropped,  # their impression has no non-click
         "train_impressions": len(datamodule.fit_rows),
         "val_split": datamodule.val_split,
         "test_split": datamodule.test_split,
