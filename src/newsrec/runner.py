@@ -152,8 +152,8 @@ def _load_pretrained(
         "word embeddings: %s of %s training-vocabulary words found in the pretrained file "
         "(%.1f%%); the rest random. %s of %s words seen only outside train are added",
         f"{in_vocab:,}",
-        f"{len(words) - 1:,}",
-        100 * in_vocab / max(1, len(words) - 1),
+        f"{len(words) - 2:,}",  # without <pad> and <unk>
+        100 * in_vocab / max(1, len(words) - 2),
         f"{len(extra):,}",
         f"{len(unseen):,}",
     )
