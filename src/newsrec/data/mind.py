@@ -352,6 +352,22 @@ def read_behaviors(path: Path | str) -> Behaviors:
     )
 
 
+def check_unique_impressions(path: Path, impression_id: np.ndarray) -> None:
+    """Metrics group candidates by impression id and DDP gathers by it: ids must be unique."""
+    ids, first, counts = np.unique(impression_id, return_index=True, return_counts=True)
+    if (counts == 1).all():
+        return
+    twice = int(np.flatnonzero(counts > 1)[0])
+    again = int(np.flatnonzero(impression_id == ids[twice])[1])  # rows are lines, in order
+    raise MindFormatError(
+        path,
+        again + 1,
+        f"impression ID {int(ids[twice])} again (first on line {int(first[twice]) + 1}); "
+        "impression IDs must be unique within a split",
+        "remove or renumber the repeated impression, or re-download the split",
+    )
+
+
 # --- tokens ---------------------------------------------------------------------------------
 
 TOKEN_PATTERN = re.compile(r"[\w]+|[.,!?;|]")

@@ -33,9 +33,9 @@ import pyarrow.compute as pc
 from newsrec.data.info import DataInfo, SplitPaths
 from newsrec.data.mind import (
     Behaviors,
-    MindFormatError,
     News,
     Report,
+    check_unique_impressions,
     iter_behaviors,
     read_entity_embeddings,
     read_news,
@@ -283,24 +283,8 @@ def _read_split(
         parts.append(_map_behaviors(chunk, news_index, cfg, report))
         users.append(chunk.user)
     arrays = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    _refuse_duplicate_impressions(folder / "behaviors.tsv", arrays["impression_id"])
+    check_unique_impressions(folder / "behaviors.tsv", arrays["impression_id"])
     return arrays, pa.concat_arrays(users)
-
-
-def _refuse_duplicate_impressions(path: Path, impression_id: np.ndarray) -> None:
-    """Metrics group candidates by impression id and DDP gathers by it: ids must be unique."""
-    ids, first, counts = np.unique(impression_id, return_index=True, return_counts=True)
-    if (counts == 1).all():
-        return
-    twice = int(np.flatnonzero(counts > 1)[0])
-    again = int(np.flatnonzero(impression_id == ids[twice])[1])  # rows are lines, in order
-    raise MindFormatError(
-        path,
-        again + 1,
-        f"impression ID {int(ids[twice])} again (first on line {int(first[twice]) + 1}); "
-        "impression IDs must be unique within a split",
-        "remove or renumber the repeated impression, or re-download the split",
-    )
 
 
 def _truth(folder: Path, impression_id: np.ndarray, lengths: np.ndarray) -> np.ndarray:
