@@ -7,12 +7,12 @@ On a labeled split it prints the metrics and writes metrics.json; on a split wit
 import hydra
 from omegaconf import DictConfig
 
-from newsrec.runner import evaluate
+from newsrec.runner import evaluate, run_cli
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="eval")
 def main(cfg: DictConfig) -> None:
-    evaluate(cfg)
+    run_cli(evaluate, cfg)
 
 
 if __name__ == "__main__":

@@ -8,12 +8,12 @@ import hydra
 from omegaconf import DictConfig
 
 from newsrec.config import optimized_value
-from newsrec.runner import train
+from newsrec.runner import run_cli, train
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    metrics = train(cfg)
+    metrics = run_cli(train, cfg)
     # What a sweeper optimises (conf/hparams_search sets `optimized_metric`), e.g. val/auc_best.
     return optimized_value(metrics, cfg.get("optimized_metric"))
 

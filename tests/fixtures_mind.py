@@ -76,6 +76,7 @@ def write_mind_split(
     labeled: bool = True,
     seed: int = 0,
     first_impression_id: int = 1,
+    non_click: bool = False,
 ) -> Path:
     """Write a small valid MIND split (news.tsv, behaviors.tsv, entity/relation .vec) to `folder`.
 
@@ -83,7 +84,8 @@ def write_mind_split(
     labeled impression has at least one click; the first impression has an empty history;
     some titles carry entities (their JSON has real character offsets) and one entity has no
     embedding row, as in MIND. With `labeled=False` impressions are bare news IDs, like the
-    MIND-large test split. Returns the folder.
+    MIND-large test split. `non_click=True` also gives every impression a non-click, as
+    every real MIND impression has (so each click forms a training sample). Returns the folder.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -115,6 +117,8 @@ def write_mind_split(
         candidates = rng.sample(news_ids, rng.randint(2, min(4, num_news)))
         if labeled:
             clicks = [1] + [int(rng.random() < 0.3) for _ in candidates[1:]]
+            if non_click:
+                clicks[-1] = 0
             rng.shuffle(clicks)
             shown = " ".join(f"{n}-{c}" for n, c in zip(candidates, clicks, strict=True))
         else:

@@ -1,4 +1,5 @@
-"""Training samples, evaluation batches, the time split and per-rank sharding."""
+"""Training samples, evaluation batches, the splits (published and held-out) and per-rank
+sharding."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from newsrec.data.datamodule import (
     TrainBatchSampler,
     TrainSamples,
 )
+from newsrec.data.mind import DataError
 from newsrec.data.synthetic import SyntheticSource
 
 
@@ -40,14 +42,36 @@ def batches(dm, epoch=0):
     return list(loader)
 
 
-def test_validation_is_the_last_day_of_train(datamodule):
+def test_default_trains_on_every_train_day_and_validates_on_dev(datamodule):
+    # The published protocol: no train day held out; checkpoints chosen on dev.
     train = datamodule.data.splits["train"]
+    assert len(datamodule.fit_rows) == len(train) and not len(datamodule.val_rows)
+    assert datamodule.val_split == "dev"
+    arrays, rows = datamodule.split_rows("val")
+    assert arrays is datamodule.data.splits["dev"] and len(rows) == len(arrays)
+    assert len(datamodule.eval_dataset("val")) == len(datamodule.data.splits["dev"])
+
+
+def test_held_out_variant_validates_on_the_last_day_of_train(data_dir):
+    dm = MindDataModule(
+        SyntheticSource("synthetic_tiny"), data_dir=str(data_dir), preprocess={"val_days": 1}
+    )
+    dm.setup("fit")
+    train = dm.data.splits["train"]
     last_day = int(train.time.max()) // DAY
-    assert datamodule.data.val_start == last_day * DAY
-    assert (train.time[datamodule.val_rows] >= last_day * DAY).all()
-    assert (train.time[datamodule.fit_rows] < last_day * DAY).all()
-    assert len(datamodule.fit_rows) + len(datamodule.val_rows) == len(train)
-    assert len(np.unique(train.time[datamodule.fit_rows] // DAY)) >= 2
+    assert dm.val_split == "train_last_day"
+    assert dm.data.val_start == last_day * DAY
+    assert (train.time[dm.val_rows] >= last_day * DAY).all()
+    assert (train.time[dm.fit_rows] < last_day * DAY).all()
+    assert len(dm.fit_rows) + len(dm.val_rows) == len(train)
+    assert len(np.unique(train.time[dm.fit_rows] // DAY)) >= 2
+    assert len(dm.eval_dataset("val")) == len(dm.val_rows)
+
+
+def test_an_unlabeled_validation_split_is_refused(data_dir):
+    dm = MindDataModule(SyntheticSource("synthetic_tiny"), data_dir=str(data_dir), val_split="test")
+    with pytest.raises(DataError, match="val_split='test' has no labels"):
+        dm.setup("fit")
 
 
 def test_one_sample_per_click_of_the_fitted_part(datamodule):

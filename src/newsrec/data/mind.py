@@ -39,7 +39,12 @@ TIME_FORMAT = "%m/%d/%Y %I:%M:%S %p"  # 11/15/2019 10:22:32 AM
 _BEHAVIOR_NAMES = ["impression_id", "user", "time", "history", "impressions"]
 
 
-class MindFormatError(ValueError):
+class DataError(ValueError):
+    """A problem with the user's data or data settings: train.py / eval.py print its message
+    (what, where, what to do) without a traceback (HYDRA_FULL_ERROR=1 keeps the traceback)."""
+
+
+class MindFormatError(DataError):
     """A MIND file that cannot be read as MIND. The message names file, line and remedy."""
 
     def __init__(self, path: Path | str, line: int | None, problem: str, remedy: str = ""):
@@ -167,7 +172,11 @@ def read_news(path: Path | str, report: Report | None = None) -> News:
 
 
 def read_entity_embeddings(path: Path | str) -> tuple[list[str], np.ndarray]:
-    """Read entity_embedding.vec: a WikidataId then its floats (100 in MIND), tab-separated."""
+    """Read entity_embedding.vec: a WikidataId then its floats (100 in MIND), tab-separated.
+
+    An empty file gives no ids and a [0, 0] matrix (the caller counts it: no entity vectors).
+    A nan or inf is refused: it would reach DKN's input and turn every score into nan.
+    """
     path = Path(path)
     ids: list[str] = []
     rows: list[list[float]] = []
@@ -179,14 +188,22 @@ def read_entity_embeddings(path: Path | str) -> tuple[list[str], np.ndarray]:
             vector = [float(x) for x in cols[1:]]
         except ValueError:
             raise MindFormatError(path, number, "a value that is not a number") from None
+        if not np.isfinite(vector).all():
+            raise MindFormatError(
+                path,
+                number,
+                f"a value that is not finite ({cols[0]} has nan or inf)",
+                "re-download the split, or delete that entity's line",
+            )
         if rows and len(vector) != len(rows[0]):
             raise MindFormatError(
                 path, number, f"{len(vector)} values where earlier rows have {len(rows[0])}"
             )
         ids.append(cols[0])
         rows.append(vector)
-    matrix = np.asarray(rows, dtype=np.float32).reshape(len(rows), -1)
-    return ids, matrix
+    if not rows:
+        return ids, np.zeros((0, 0), dtype=np.float32)
+    return ids, np.asarray(rows, dtype=np.float32)
 
 
 # --- behaviors.tsv -------------------------------------------------------------------------
@@ -333,6 +350,22 @@ def read_behaviors(path: Path | str) -> Behaviors:
         history=pa.concat_arrays([c.history for c in chunks]),
         candidates=pa.concat_arrays([c.candidates for c in chunks]),
         labels=None if chunks[0].labels is None else np.concatenate([c.labels for c in chunks]),
+    )
+
+
+def check_unique_impressions(path: Path, impression_id: np.ndarray) -> None:
+    """Metrics group candidates by impression id and DDP gathers by it: ids must be unique."""
+    ids, first, counts = np.unique(impression_id, return_index=True, return_counts=True)
+    if (counts == 1).all():
+        return
+    twice = int(np.flatnonzero(counts > 1)[0])
+    again = int(np.flatnonzero(impression_id == ids[twice])[1])  # rows are lines, in order
+    raise MindFormatError(
+        path,
+        again + 1,
+        f"impression ID {int(ids[twice])} again (first on line {int(first[twice]) + 1}); "
+        "impression IDs must be unique within a split",
+        "remove or renumber the repeated impression, or re-download the split",
     )
 
 

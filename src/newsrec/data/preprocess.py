@@ -35,6 +35,7 @@ from newsrec.data.mind import (
     Behaviors,
     News,
     Report,
+    check_unique_impressions,
     iter_behaviors,
     load_click_probabilities,
     read_entity_embeddings,
@@ -187,6 +188,7 @@ def _read_split(
         parts.append(_map_behaviors(chunk, news_index, cfg, report))
         users.append(chunk.user)
     arrays = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    check_unique_impressions(folder / "behaviors.tsv", arrays["impression_id"])
     return arrays, pa.concat_arrays(users)
 
 
@@ -267,7 +269,10 @@ def _entity_vectors(folders: dict[str, Path], entities: list[str], report: Repor
         if not path.exists():
             continue
         ids, matrix = read_entity_embeddings(path)
-        dim = matrix.shape[1] if len(ids) else dim
+        if not len(ids):
+            report.add("empty entity_embedding.vec files (no entity vectors from them)")
+            continue
+        dim = matrix.shape[1]
         for wikidata_id, row in zip(ids, matrix, strict=True):
             if wikidata_id in index:
                 found.setdefault(index[wikidata_id], row)

@@ -109,6 +109,9 @@ class NewsRecModule(pl.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.extra = checkpoint.get("newsrec", {})
+        # A checkpoint from before the empty-history fallback: it starts at zero, as in training.
+        fallback = "recommender.empty_history"
+        checkpoint["state_dict"].setdefault(fallback, torch.zeros_like(self.state_dict()[fallback]))
 
     # -- training -----------------------------------------------------------------------------
     def on_train_batch_start(self, batch: dict[str, Tensor], batch_idx: int) -> None:

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from newsrec.data.info import DataInfo
 from newsrec.models.base import NewsEncoder, UserEncoder
 from newsrec.models.engine import encode_rows, news_features, use_fast_kernels
+from newsrec.models.init import init_weights
 
 
 class Recommender(nn.Module):
@@ -49,6 +50,11 @@ class Recommender(nn.Module):
         self.candidate_aware = user_encoder.candidate_aware
         self.fast = fast
         self.dedup = True  # False encodes every news slot (the benchmark's reference)
+        # A user with no clicks gets a zero user vector from most encoders, so every candidate
+        # of the impression would tie. This learned vector is added to the user vector where
+        # the history is empty (LSTUR keeps its long-term vector beside it). It starts at zero
+        # and learns from the training impressions with empty histories what such users click.
+        self.empty_history = nn.Parameter(torch.zeros(news_encoder.output_dim))
         self._use_kernels()
 
     @classmethod
@@ -61,7 +67,7 @@ class Recommender(nn.Module):
         click_predictor = hydra.utils.instantiate(model["click_predictor"])(
             dim=news_encoder.output_dim
         )
-        return cls(news_encoder, user_encoder, click_predictor)
+        return init_weights(cls(news_encoder, user_encoder, click_predictor))  # models/init.py
 
     def _use_kernels(self) -> None:
         device = next(self.parameters(), torch.empty(0)).device
@@ -118,9 +124,22 @@ class Recommender(nn.Module):
         self, history: Tensor, history_mask: Tensor, user: Tensor, candidates: Tensor
     ) -> Tensor:
         """Logits [B, C] from clicked-news vectors [B, N, D] and candidate vectors [B, C, D]."""
-        aware = candidates if self.candidate_aware else None
-        u = self.user_encoder(history, history_mask, user, aware)  # [B, D] or [B, C, D]
+        u = self.user_vector(history, history_mask, user, candidates)  # [B, D] or [B, C, D]
         return self.click_predictor(u, candidates)  # NRMS eq. 11: y = u^T r_c, [B, C]
+
+    def user_vector(
+        self, history: Tensor, history_mask: Tensor, user: Tensor, candidates: Tensor | None = None
+    ) -> Tensor:
+        """u [B, D] ([B, C, D] for a candidate-aware encoder), the empty-history fallback added."""
+        aware = candidates if self.candidate_aware else None
+        u = self.user_encoder(history, history_mask, user, aware)
+        fallback = self.empty_history_term(history_mask)  # [B, D]
+        return u + (fallback.unsqueeze(1) if u.dim() == 3 else fallback)
+
+    def empty_history_term(self, history_mask: Tensor) -> Tensor:
+        """[B, D]: the learned fallback where a history is empty, zeros elsewhere."""
+        empty = ~history_mask.any(-1, keepdim=True)  # [B, 1]
+        return empty.to(self.empty_history.dtype) * self.empty_history
 
     def exact_scores(
         self, batch: dict[str, Tensor], table: dict[str, Tensor], max_pairs: int = 16_384

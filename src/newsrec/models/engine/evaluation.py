@@ -151,11 +151,13 @@ class EvaluationCache:
     def user_vectors(self, batch: dict[str, Tensor]) -> Tensor:
         """User vectors [H, D] of a batch's distinct histories (not for a candidate-aware
         user encoder, whose user vector depends on the candidate)."""
+        model, mask = self.model, batch["history_mask"]
         if self.history_inputs is not None:
             inputs = self.history_inputs[batch["history"]]  # [H, N, 3D]
-            return _users_from_inputs(self.model.user_encoder, inputs, batch["history_mask"])
+            users = _users_from_inputs(model.user_encoder, inputs, mask)
+            return users + model.empty_history_term(mask)  # as Recommender.user_vector
         history = self.news_vectors[batch["history"]]  # [H, N, D]
-        return self.model.user_encoder(history, batch["history_mask"], batch["user"])
+        return model.user_vector(history, mask, batch["user"])
 
 
 # The NRMS user encoder's self-attention projects each clicked news on its own (eq. 6's
