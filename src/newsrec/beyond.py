@@ -202,6 +202,7 @@ class BeyondAccuracyCallback(pl.Callback):
         self.k = k
         self.metric = BeyondAccuracy(k)
         self.active = False
+        self.results: dict[str, float] = {}  # of the last predict epoch (prediction.zip runs)
 
     def on_test_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.metric = self.metric.to(pl_module.device)
@@ -253,13 +254,30 @@ class BeyondAccuracyCallback(pl.Callback):
         category = pl_module.table["category"]
         self.metric.update(rows, batch["impression"], category, self.information, vectors)
 
-    def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not self.active:
-            return
+    def _values(self) -> dict[str, float]:
         values = self.metric.compute(self.catalogue)  # a collective under DDP: every rank
         self.metric.reset()
         self.vectors = self.encoded = None
-        logged = {
-            f"test/{name}": torch.tensor(v, dtype=torch.float32) for name, v in values.items()
-        }
+        return {f"test/{name}": v for name, v in values.items()}
+
+    def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not self.active:
+            return
+        logged = {name: torch.tensor(v, dtype=torch.float32) for name, v in self._values().items()}
         pl_module.log_dict(logged, sync_dist=False)
+
+    # An unlabeled test split (MIND-large, the synthetic worlds) is predicted, not tested: the
+    # lists need no labels, so they are judged the same way; Lightning logs nothing in predict,
+    # so the values wait in `results` for the runner (metrics.json).
+    def on_predict_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.results = {}
+        self.on_test_epoch_start(trainer, pl_module)
+
+    def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        if isinstance(outputs, dict) and "scores" in outputs:
+            outputs = {"scores": outputs["scores"].to(batch["candidates"].device)}
+        self.on_test_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
+
+    def on_predict_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.active:
+            self.results = self._values()

@@ -26,6 +26,7 @@ from newsrec.constants import METRICS
 from newsrec.data.datamodule import MindDataModule
 from newsrec.data.preprocess import Vocabulary
 from newsrec.models.module import ModuleData, NewsRecModule
+from newsrec.predict import predict_unlabeled
 from newsrec.utils.io import atomic_path, write_text
 
 try:
@@ -311,7 +312,7 @@ def train(cfg: DictConfig) -> dict:
                 {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
             )
         else:
-            metrics.update(_predict_unlabeled(trainer, module, datamodule, out, best or None))
+            metrics.update(predict_unlabeled(trainer, module, datamodule, out, best or None))
         metrics["test_time_s"] = round(time.perf_counter() - start, 2)
         _print_metrics(metrics, "test", datamodule.test_split)
     for logger in loggers:
@@ -382,84 +383,7 @@ def evaluate(cfg: DictConfig) -> dict:
             {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
         )
     else:
-        metrics.update(_predict_unlabeled(trainer, module, datamodule, out))
+        metrics.update(predict_unlabeled(trainer, module, datamodule, out))
     _print_metrics(metrics, "test")
     write_metrics(out / "metrics.json", metrics)
     return metrics
-
-
-def _predict_unlabeled(
-    trainer: pl.Trainer,
-    module: NewsRecModule,
-    datamodule: MindDataModule,
-    out: Path,
-    ckpt_path: str | None = None,
-) -> dict:
-    """prediction.zip for the unlabeled test split in `out`; scored against truth.txt (and
-    the oracle) where the data keeps the hidden clicks, as the synthetic worlds do."""
-    from newsrec.submission import write_prediction
-
-    split = datamodule.data.splits[datamodule.test_split]
-    outputs = trainer.predict(module, datamodule=datamodule, ckpt_path=ckpt_path)
-    outputs = _on_rank_zero(trainer, outputs)
-    if trainer.global_rank != 0:
-        return {}  # rank 0 writes the submission
-    scores = _gather_predictions(outputs, split)
-    target = write_prediction(
-        out / "prediction.zip",
-        np.asarray(split.impression_id),
-        scores,
-        np.asarray(split.candidate_offsets),
-    )
-    print(f"leaderboard submission written to {target}", flush=True)
-    metrics = {"prediction": str(target)}
-    truth = Path(datamodule.paths.test or "") / "truth.txt"
-    if datamodule.test_split == "test" and truth.is_file():
-        # `python -m newsrec.score truth.txt prediction.zip` gives the same figures.
-        metrics.update(_hidden_label_metrics(truth, split, scores))
-    return metrics
-
-
-def _hidden_label_metrics(truth: Path, split, scores: np.ndarray) -> dict:
-    from newsrec.metrics import impression_metrics
-    from newsrec.score import iter_truth
-    from newsrec.submission import ranks_from_scores
-
-    labels = {impression: row for _, impression, row in iter_truth(truth)}
-    ids = np.asarray(split.impression_id)
-    flat = np.concatenate([labels[int(i)] for i in ids])
-    offsets = np.asarray(split.candidate_offsets)
-    owner = np.repeat(ids, np.diff(offsets))
-    # Scored from the ranks, as the leaderboard scores a submission (ties broken by order).
-    result = impression_metrics(1.0 / ranks_from_scores(scores, offsets), flat, owner)
-    metrics = {f"test/{name}": float(result[name]) for name in METRICS}
-    if split.truth is not None:  # the oracle: ranking by the true click probability
-        oracle = impression_metrics(np.asarray(split.truth, dtype=np.float64), flat, owner)
-        metrics.update({f"test/oracle_{name}": float(oracle[name]) for name in METRICS})
-    return metrics
-
-
-def _on_rank_zero(trainer: pl.Trainer, outputs: list[dict]) -> list[dict]:
-    """Every rank's predictions, on rank 0 (under DDP each rank predicts its own share of the
-    impressions and trainer.predict returns only that share); [] on the other ranks."""
-    if trainer.world_size == 1:
-        return outputs
-    parts = [None] * trainer.world_size if trainer.global_rank == 0 else None
-    torch.distributed.gather_object(outputs, parts, dst=0)
-    return [batch for part in parts or [] for batch in part]
-
-
-def _gather_predictions(outputs: list[dict], split) -> np.ndarray:
-    """Flat scores in behaviors.tsv order from per-batch predictions keyed by impression id."""
-    position = {int(i): k for k, i in enumerate(np.asarray(split.impression_id))}
-    offsets = np.asarray(split.candidate_offsets)
-    scores = np.full(int(offsets[-1]), np.nan, dtype=np.float64)
-    for batch in outputs:
-        for impression, row, mask in zip(
-            batch["impression"], batch["scores"], batch["mask"], strict=True
-        ):
-            k = position[int(impression)]
-            scores[offsets[k] : offsets[k + 1]] = row[mask].numpy()
-    if np.isnan(scores).any():
-        raise RuntimeError("some impressions received no prediction")
-    return scores
