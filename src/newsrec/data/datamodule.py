@@ -31,6 +31,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from newsrec.data.info import DataInfo
+from newsrec.data.plm_tokens import PlmTokenConfig, load_or_tokenize
 from newsrec.data.preprocess import (
     PreprocessConfig,
     Preprocessed,
@@ -277,6 +278,7 @@ class MindDataModule(pl.LightningDataModule):
         num_workers: int = 0,
         test_split: str = "dev",
         seed: int = 0,
+        plm: dict | None = None,  # PLM tokenisation (plm_tokens.PlmTokenConfig), issue 13
     ):
         super().__init__()
         self.source = source
@@ -287,6 +289,7 @@ class MindDataModule(pl.LightningDataModule):
         )
         self.npratio, self.batch_size, self.eval_batch_size = npratio, batch_size, eval_batch_size
         self.num_workers, self.test_split, self.seed = num_workers, test_split, seed
+        self.plm = PlmTokenConfig(**{**plm, "fields": tuple(plm["fields"])}) if plm else None
         self.vocab: Vocabulary | None = None  # set from a checkpoint to reuse its vocabulary
         self.data: Preprocessed | None = None
 
@@ -294,7 +297,11 @@ class MindDataModule(pl.LightningDataModule):
     def _load(self) -> Preprocessed:
         self.paths = self.source.prepare(self.data_dir)
         self.has_truth = self.paths.has_truth
-        return load_or_build(self.paths, self.preprocess_config, self.cache_dir, vocab=self.vocab)
+        data = load_or_build(self.paths, self.preprocess_config, self.cache_dir, vocab=self.vocab)
+        if self.plm is not None:  # PLM news encoders read their own tokenizer's ids
+            rows = len(data.news["title"])
+            data.news = {**data.news, **load_or_tokenize(self.paths, self.plm, self.cache_dir, rows)}
+        return data
 
     def prepare_data(self) -> None:  # one process per node: download, generate, preprocess
         self._load()

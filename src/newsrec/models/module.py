@@ -55,15 +55,22 @@ class NewsRecModule(pl.LightningModule):
 
     # -- the news table lives on the device --------------------------------------------------
     def set_news_table(self, table: dict[str, Tensor]) -> None:
-        for name in NEWS_FEATURES:
+        # PLM encoders (issue 13): the table may carry more than NEWS_FEATURES (plm_title...),
+        # and `row`, the row index, keys encoders that cache per-news work.
+        table = {**table, "row": torch.arange(len(table["title"]))}
+        self._table_names = tuple(table)
+        for name in self._table_names:
             # Not persistent: a checkpoint can be evaluated on another split's table.
             self.register_buffer(f"news_{name}", table[name].to(self.device), persistent=False)
         # Every rank builds the same table: DDP must not broadcast it before each step.
-        self._ddp_params_and_buffers_to_ignore = [f"news_{name}" for name in NEWS_FEATURES]
+        self._ddp_params_and_buffers_to_ignore = [f"news_{name}" for name in self._table_names]
+        if hasattr(self.recommender.news_encoder, "set_news_table"):  # PLM: drop its cache
+            self.recommender.news_encoder.set_news_table(self.table)
 
     @property
     def table(self) -> dict[str, Tensor]:
-        return {name: getattr(self, f"news_{name}") for name in NEWS_FEATURES}
+        names = getattr(self, "_table_names", NEWS_FEATURES)
+        return {name: getattr(self, f"news_{name}") for name in names}
 
     def setup(self, stage: str) -> None:
         datamodule = getattr(self.trainer, "datamodule", None)
