@@ -138,14 +138,20 @@ def test_token_cache_is_keyed_by_max_len_and_reused(tiny_plm, tiny_paths, tiny_d
 # -- the encoder ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("train_layers", [0, 1])
+@pytest.mark.parametrize(
+    ("train_layers", "pooling"), [(0, "additive"), (1, "additive"), (0, "first")]
+)
 def test_cached_frozen_layers_give_the_scores_of_the_full_plm(
-    tiny_plm, data_dir, tmp_path, train_layers
+    tiny_plm, data_dir, tmp_path, train_layers, pooling
 ):
     """Scores through the frozen-layer cache (filled, then read back) equal scores with the
     news vectors computed by the Hugging Face model's own forward over every layer."""
     datamodule, module = build(
-        tiny_plm, data_dir, tmp_path, f"model.news_encoder.train_layers={train_layers}"
+        tiny_plm,
+        data_dir,
+        tmp_path,
+        f"model.news_encoder.train_layers={train_layers}",
+        f"model.news_encoder.pooling={pooling}",
     )
     module.eval()
     batch = first_batch(datamodule)
@@ -159,7 +165,8 @@ def test_cached_frozen_layers_give_the_scores_of_the_full_plm(
         mask = table["plm_title_mask"].bool().clone()
         mask[:, 0] = True  # the padding news attends to its first position (plm.py)
         states = encoder.plm(input_ids=table["plm_title"], attention_mask=mask).last_hidden_state
-        vectors = encoder.projection(encoder.attention(states, mask)[0])
+        pooled = encoder.attention(states, mask)[0] if pooling == "additive" else states[:, 0]
+        vectors = encoder.projection(pooled)
         rows = torch.cat([batch["history"], batch["candidates"]], 1)
         n = batch["history"].shape[1]
         news = vectors[rows]

@@ -73,33 +73,35 @@ class FrozenStateCache:
 
     def __init__(self, num_news: int, dtype: torch.dtype) -> None:
         self.num_news, self.dtype = num_news, dtype
+        self.width = 1  # tokens kept per news: the table's longest text (set_news_table)
         self.states: Tensor | None = None
         self.filled: Tensor | None = None
 
-    def clear(self, num_news: int | None = None) -> None:
-        self.num_news = num_news or self.num_news
+    def clear(self, num_news: int | None = None, width: int | None = None) -> None:
+        self.num_news, self.width = num_news or self.num_news, width or self.width
         self.states = self.filled = None
 
     def get(self, rows: Tensor, ids: Tensor, mask: Tensor, compute) -> Tensor:
-        """States [n, L, H] of news `rows` with token `ids`/`mask` [n, L]; `compute(ids, mask)`
-        runs the frozen layers on the rows not cached yet."""
-        length = ids.shape[1]
-        if self.states is None:
+        """States [n, l, H] of news `rows` with token `ids`/`mask` [n, L]; `compute(ids, mask)`
+        runs the frozen layers on the rows not cached yet and returns the l <= L positions
+        worth keeping (all of them, or the first token only)."""
+        if self.filled is None:
             self.filled = torch.zeros(self.num_news, dtype=torch.bool, device=rows.device)
         missing = ~self.filled[rows]
         if missing.any():
-            states = compute(ids[missing], mask[missing])  # [m, L, H]
+            states = compute(ids[missing], mask[missing])  # [m, l, H]
+            width = states.shape[1]
             if self.states is None:
-                width = max(length, 1)
-                self.states = states.new_zeros(self.num_news, width, states.shape[-1])
-                self.states = self.states.to(self.dtype)
-            if length > self.states.shape[1]:  # a longer text than any before: widen
-                grown = self.states.new_zeros(self.num_news, length, self.states.shape[-1])
+                shape = (self.num_news, max(width, self.width), states.shape[-1])
+                self.states = states.new_zeros(shape, dtype=self.dtype)
+            if width > self.states.shape[1]:  # a longer text than any before: widen
+                grown = self.states.new_zeros(self.num_news, width, self.states.shape[-1])
                 grown[:, : self.states.shape[1]] = self.states
                 self.states = grown
-            self.states[rows[missing], :length] = states.to(self.dtype)
+            self.states[rows[missing], :width] = states.to(self.dtype)
             self.filled[rows[missing]] = True
         # Positions past a news' own length hold whatever was there: they are masked.
+        length = min(ids.shape[1], self.states.shape[1])
         return self.states[rows, :length].float()  # computed on in float32 (or autocast)
 
 
@@ -153,6 +155,7 @@ class PLMNewsEncoder(nn.Module):
         self.projection = nn.Linear(hidden, dim)
         self.cache_frozen = cache_frozen and bool(self.frozen)
         self.cache = FrozenStateCache(data.num_news, getattr(torch, cache_dtype))
+        self.first_token_only = pooling == "first" and train_layers == 0
         self.gradient_checkpointing = gradient_checkpointing
         self.features: tuple[str, ...] = ("plm_title", "plm_title_mask", "row")
         self.topic = self.subtopic = None
@@ -170,7 +173,9 @@ class PLMNewsEncoder(nn.Module):
 
     def set_news_table(self, table: dict[str, Tensor]) -> None:
         """A new news table (another split, a loaded checkpoint): cached states are stale."""
-        self.cache.clear(len(table["row"]))
+        used = table["plm_title_mask"].bool().any(0).nonzero()  # columns some news uses
+        width = 1 if self.first_token_only or not len(used) else int(used.max()) + 1
+        self.cache.clear(len(table["row"]), width)
 
     def _load_from_state_dict(self, *args, **kwargs) -> None:
         self.cache.clear()  # new weights: the cached states were computed with the old ones
@@ -208,6 +213,10 @@ class PLMNewsEncoder(nn.Module):
         # The padding news (row 0) has no token: let it attend to its first position, so it
         # gets a finite vector (masked out downstream) instead of a softmax over nothing.
         mask[:, 0] = True
+        if self.cache_frozen and self.first_token_only:
+            # Frozen PLM + [CLS] pooling: a news is one cached vector, not L token states.
+            h = self.cache.get(news["row"], ids, mask, lambda i, m: self.frozen_states(i, m)[:, :1])
+            return h, mask[:, :1]
         if self.cache_frozen:
             h = self.cache.get(news["row"], ids, mask, self.frozen_states)
         elif self.frozen:
