@@ -203,6 +203,50 @@ def test_frozen_layers_get_no_gradient_and_the_top_layers_do(tiny_plm, data_dir,
     )
 
 
+def counting(layer: torch.nn.Module) -> list:
+    """Record every run of `layer.forward` (hooks do not see checkpoint recomputation)."""
+    calls, forward = [], layer.forward
+
+    def wrapped(*args, **kwargs):
+        calls.append(1)
+        return forward(*args, **kwargs)
+
+    layer.forward = wrapped
+    return calls
+
+
+def test_gradient_checkpointing_and_bf16_autocast_train_the_same_layers(
+    tiny_plm, data_dir, tmp_path
+):
+    """Checkpointing recomputes the trainable layers in backward: same gradients. bf16
+    autocast (what trainer=gpu uses, here on CPU) gives finite gradients close to float32."""
+    grads = {}
+    for name, extra in (
+        ("plain", []),
+        ("checkpointed", ["model.news_encoder.gradient_checkpointing=true"]),
+    ):
+        datamodule, module = build(
+            tiny_plm, data_dir, tmp_path, "model.news_encoder.train_layers=2", *extra
+        )
+        module.train()
+        layer = module.recommender.news_encoder.layers[2]
+        calls = counting(layer)  # a checkpointed layer runs again in backward
+        torch.manual_seed(1)
+        module.training_step(first_batch(datamodule), 0).backward()
+        top = layer.output.dense.weight
+        grads[name] = top.grad.clone()
+        assert len(calls) == (2 if name == "checkpointed" else 1)
+    torch.testing.assert_close(grads["checkpointed"], grads["plain"], rtol=1e-4, atol=1e-6)
+    module.zero_grad()
+    torch.manual_seed(1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = module.training_step(first_batch(datamodule), 0)
+    loss.backward()
+    assert torch.isfinite(top.grad).all()
+    cosine = torch.nn.functional.cosine_similarity(top.grad.flatten(), grads["plain"].flatten(), 0)
+    assert cosine > 0.9
+
+
 def test_train_layers_out_of_range_says_how_many_layers_there_are(tiny_plm, data_dir, tmp_path):
     with pytest.raises(ValueError, match="has 3 layers"):
         build(tiny_plm, data_dir, tmp_path, "model.news_encoder.train_layers=4")
