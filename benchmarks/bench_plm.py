@@ -96,7 +96,7 @@ def part_train(args) -> dict:
     batches = [next(loader) for _ in range(args.steps)]
     distinct = [len(torch.unique(torch.cat([b["history"], b["candidates"]], 1))) for b in batches]
     rounds = []
-    for _ in range(args.rounds if train_layers != "all" else 1):
+    for _ in range(args.rounds if args.mode != "full" else 1):  # full: minutes a round
         start = time.perf_counter()
         for b in batches:
             step(b)
