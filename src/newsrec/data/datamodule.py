@@ -300,7 +300,8 @@ class MindDataModule(pl.LightningDataModule):
         data = load_or_build(self.paths, self.preprocess_config, self.cache_dir, vocab=self.vocab)
         if self.plm is not None:  # PLM news encoders read their own tokenizer's ids
             rows = len(data.news["title"])
-            data.news = {**data.news, **load_or_tokenize(self.paths, self.plm, self.cache_dir, rows)}
+            tokens = load_or_tokenize(self.paths, self.plm, self.cache_dir, rows)
+            data.news = {**data.news, **tokens}
         return data
 
     def prepare_data(self) -> None:  # one process per node: download, generate, preprocess
