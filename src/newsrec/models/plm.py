@@ -22,6 +22,7 @@ RoBERTa, MiniLM, ELECTRA, XLM-R (`encoder.layer`) and DistilBERT (`transformer.l
 
 from __future__ import annotations
 
+import logging
 import warnings
 
 import torch
@@ -31,6 +32,7 @@ from torch.utils.checkpoint import checkpoint
 from newsrec.data.info import DataInfo
 from newsrec.models.layers import AdditiveAttention
 
+log = logging.getLogger(__name__)
 LAYER_LISTS = ("encoder.layer", "transformer.layer", "layers")
 # The frozen layers are in eval mode on purpose (see PLMNewsEncoder.train).
 warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
@@ -89,6 +91,8 @@ class FrozenStateCache:
             self.filled = torch.zeros(self.num_news, dtype=torch.bool, device=rows.device)
         missing = ~self.filled[rows]
         if missing.any():
+            if int(missing.sum()) >= 1000:  # evaluation's first pass: minutes on a CPU
+                log.info("PLM: frozen layers of %s news, computed once", f"{int(missing.sum()):,}")
             states = compute(ids[missing], mask[missing])  # [m, l, H]
             width = states.shape[1]
             if self.states is None:
