@@ -10,6 +10,8 @@ import pytest
 from conftest import CONF
 
 PRESETS = sorted(p.stem for p in (CONF / "model").glob("*.yaml"))
+# nrms_plm needs a pretrained model folder: tests/test_plm.py trains and evaluates it (issue 13).
+SELF_CONTAINED = [name for name in PRESETS if name != "nrms_plm"]
 
 
 def test_the_presets_are_all_here():
@@ -19,7 +21,7 @@ def test_the_presets_are_all_here():
     assert expected <= set(PRESETS)
 
 
-@pytest.mark.parametrize("name", PRESETS)
+@pytest.mark.parametrize("name", SELF_CONTAINED)
 def test_preset_trains_one_epoch_and_evaluates(name, train_config, tmp_path):
     from newsrec.runner import train
 

@@ -11,6 +11,7 @@ import os
 import sys
 import time
 import warnings
+from dataclasses import asdict
 from pathlib import Path
 
 import hydra
@@ -24,6 +25,7 @@ from pytorch_lightning.utilities import rank_zero_only
 import newsrec.config  # noqa: F401  (registers the config resolvers)
 from newsrec.constants import METRICS
 from newsrec.data.datamodule import MindDataModule
+from newsrec.data.plm_tokens import PlmTokenConfig
 from newsrec.data.preprocess import Vocabulary
 from newsrec.models.module import ModuleData, NewsRecModule
 from newsrec.predict import predict_unlabeled
@@ -91,6 +93,14 @@ def _datamodule(
     for key in TRAINING_RECIPE:  # read by train() and conf/trainer, not by the datamodule
         data.pop(key, None)
     return hydra.utils.instantiate(data, preprocess=preprocess, _convert_="all", **overrides)
+
+
+def _plm_tokens(model: DictConfig | dict) -> dict | None:
+    """The PLM tokenisation a model's news encoder reads (issue 13), None for the others."""
+    if isinstance(model, DictConfig):
+        model = OmegaConf.to_container(model, resolve=True)
+    config = PlmTokenConfig.from_model(model)
+    return None if config is None else {**asdict(config), "fields": list(config.fields)}
 
 
 def _word_embeddings(cfg: DictConfig, datamodule: MindDataModule) -> torch.Tensor | None:
@@ -244,7 +254,9 @@ def train(cfg: DictConfig) -> dict:
     pl.seed_everything(cfg.seed, workers=True)
     out = Path(cfg.paths.output_dir)
     with _one_process_at_a_time(cfg.paths.data_dir):
-        datamodule = _datamodule(cfg, list(cfg.model.get("inputs", ["title"])))
+        datamodule = _datamodule(
+            cfg, list(cfg.model.get("inputs", ["title"])), plm=_plm_tokens(cfg.model)
+        )
         datamodule.prepare_data()
         datamodule.setup("fit")
         word_embeddings = _word_embeddings(cfg, datamodule)
@@ -354,7 +366,11 @@ def datamodule_for_checkpoint(cfg: DictConfig, path: Path) -> MindDataModule:
     extra = checkpoint.get("newsrec", {})
     saved = extra.get("preprocess", {})
     keep = ("title_len", "abstract_len", "history_len", "vocab_fields")
-    datamodule = _datamodule(cfg, preprocess={k: saved[k] for k in keep if k in saved})
+    datamodule = _datamodule(
+        cfg,
+        preprocess={k: saved[k] for k in keep if k in saved},
+        plm=_plm_tokens(checkpoint.get("hyper_parameters", {}).get("model", {})),
+    )
     if "vocab" in extra:
         datamodule.vocab = Vocabulary(**extra["vocab"])
     return datamodule

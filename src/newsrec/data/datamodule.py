@@ -36,6 +36,7 @@ from torch.utils.data import DataLoader, Dataset
 from newsrec.data.arrays import PreprocessConfig, Preprocessed, SplitArrays, Vocabulary
 from newsrec.data.info import DataInfo
 from newsrec.data.mind import DataError
+from newsrec.data.plm_tokens import PlmTokenConfig, load_or_tokenize
 from newsrec.data.preprocess import load_or_build
 from newsrec.data.ragged import lengths_to_offsets, pad_rows, take_rows
 
@@ -241,6 +242,7 @@ class MindDataModule(pl.LightningDataModule):
         test_split: str = "dev",
         val_split: str = "dev",
         seed: int = 0,
+        plm: dict | None = None,  # PLM tokenisation (plm_tokens.PlmTokenConfig), issue 13
     ):
         super().__init__()
         self.source = source
@@ -252,6 +254,7 @@ class MindDataModule(pl.LightningDataModule):
         self.npratio, self.batch_size, self.eval_batch_size = npratio, batch_size, eval_batch_size
         self.num_workers, self.test_split, self.seed = num_workers, test_split, seed
         self._val_split = val_split  # used when val_days == 0 (no train day held out)
+        self.plm = PlmTokenConfig(**{**plm, "fields": tuple(plm["fields"])}) if plm else None
         self.vocab: Vocabulary | None = None  # set from a checkpoint to reuse its vocabulary
         self.data: Preprocessed | None = None
 
@@ -259,7 +262,12 @@ class MindDataModule(pl.LightningDataModule):
     def _load(self) -> Preprocessed:
         self.paths = self.source.prepare(self.data_dir)
         self.has_truth = self.paths.has_truth
-        return load_or_build(self.paths, self.preprocess_config, self.cache_dir, vocab=self.vocab)
+        data = load_or_build(self.paths, self.preprocess_config, self.cache_dir, vocab=self.vocab)
+        if self.plm is not None:  # PLM news encoders read their own tokenizer's ids
+            rows = len(data.news["title"])
+            tokens = load_or_tokenize(self.paths, self.plm, self.cache_dir, rows)
+            data.news = {**data.news, **tokens}
+        return data
 
     def prepare_data(self) -> None:  # one process per node: download, generate, preprocess
         self._load()

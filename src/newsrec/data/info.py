@@ -12,6 +12,13 @@ features are all padding, and it also stands for a news ID missing from news.tsv
     subcategory     int64 [num_news]                0 = unknown
     title_entities  int64 [num_news, title_len]     entity id of each title token, 0 = none
 
+With a PLM news encoder (issue 13; newsrec.data.plm_tokens, newsrec.models.plm) also:
+
+    plm_title       int64 [num_news, max_len]       the PLM tokenizer's ids, specials included
+    plm_title_mask  int64 [num_news, max_len]       1 = real token, 0 = padding
+    row             int64 [num_news]                the row index (added by NewsRecModule),
+                                                    the key of per-news caches
+
 A batch is a dict of tensors that index into that table (newsrec.data.datamodule).
 
 A training batch, one sample per click (B samples, N = history_len, K = npratio):

@@ -35,6 +35,10 @@ class NewsEncoder(nn.Module):
     def forward(self, news: dict[str, Tensor], user: Tensor | None = None) -> Tensor:
         raise NotImplementedError
 
+    def set_news_table(self, table: dict[str, Tensor]) -> None:
+        """The news table the encoder's rows will index from now on. Encoders that keep
+        per-news work between calls (the PLM encoder's frozen layers) drop it here."""
+
     def word_attention(self, title: Tensor) -> Tensor:
         """Weights [n, L] the encoder gives each word of titles [n, L] (for pictures:
         `newsrec.visualize`); zeros at padding."""

@@ -25,6 +25,8 @@ vector is mostly noise keyed on the user ID.
 
 from __future__ import annotations
 
+import sys
+
 import torch
 from torch import nn
 
@@ -37,12 +39,30 @@ def _glorot_uniform(weight: torch.Tensor, fan_in: int, fan_out: int) -> None:
     nn.init.uniform_(weight, -bound, bound)
 
 
+def _pretrained(model: nn.Module) -> tuple[str, ...]:
+    """Name prefixes of the pretrained language models inside `model` (PLM news encoders):
+    their weights are the point of them and are never re-initialised. transformers is only
+    looked up if something already imported it: a model without a PLM does not pay for it."""
+    transformers = sys.modules.get("transformers")
+    if transformers is None:
+        return ()
+    return tuple(
+        f"{name}."
+        for name, module in model.named_modules()
+        if isinstance(module, transformers.PreTrainedModel)
+    )
+
+
 def init_weights(model: nn.Module) -> nn.Module:
-    """Apply the reference initialisation (module docstring) to every layer of `model`."""
+    """Apply the reference initialisation (module docstring) to every layer of `model`,
+    pretrained language models (newsrec.models.plm) excepted."""
     from newsrec.models.layers import AdditiveAttention, MultiHeadSelfAttention
 
+    pretrained = _pretrained(model)
     with torch.no_grad():
         for name, module in model.named_modules():
+            if pretrained and f"{name}.".startswith(pretrained):
+                continue
             parts = set(name.split("."))
             if isinstance(module, nn.Linear):
                 nn.init.xavier_uniform_(module.weight)

@@ -26,7 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
 from newsrec.constants import METRICS
-from newsrec.data.info import NEWS_FEATURES, DataInfo
+from newsrec.data.info import DataInfo
 from newsrec.metrics import ImpressionMetrics
 from newsrec.models.engine import EvaluationCache
 from newsrec.models.recommender import Recommender
@@ -78,6 +78,7 @@ class NewsRecModule(pl.LightningModule):
         self._cache: EvaluationCache | None = None
         self.eval_rows: dict[str, Tensor] = {}
         self.has_truth = False
+        self._table_names: tuple[str, ...] = ()
         self.extra: dict = {}  # vocabulary etc., saved with checkpoints (see on_save_checkpoint)
 
     # -- what the data gives: the news table lives on the device ----------------------------
@@ -89,20 +90,25 @@ class NewsRecModule(pl.LightningModule):
         self.extra = data.checkpoint_extra
 
     def set_news_table(self, table: dict[str, Tensor]) -> None:
-        for name in NEWS_FEATURES:
+        # PLM encoders (issue 13): the table may carry more than NEWS_FEATURES (plm_title...),
+        # and `row`, the row index, keys encoders that cache per-news work.
+        table = {**table, "row": torch.arange(len(table["title"]))}
+        self._table_names = tuple(table)
+        for name in self._table_names:
             # Not persistent: a checkpoint can be evaluated on another split's table.
             self.register_buffer(f"news_{name}", table[name].to(self.device), persistent=False)
         # Every rank builds the same table: DDP must not broadcast it before each step.
-        self._ddp_params_and_buffers_to_ignore = [f"news_{name}" for name in NEWS_FEATURES]
+        self._ddp_params_and_buffers_to_ignore = [f"news_{name}" for name in self._table_names]
+        self.recommender.news_encoder.set_news_table(self.table)  # PLM: drops its cache
 
     @property
     def table(self) -> dict[str, Tensor]:
-        if f"news_{NEWS_FEATURES[0]}" not in self._buffers:
+        if not self._table_names:
             raise RuntimeError(
                 "the model has no news table: give it one with module.use_data(...) or "
                 "module.set_news_table(datamodule.news_table()) before fit/test/predict"
             )
-        return {name: self._buffers[f"news_{name}"] for name in NEWS_FEATURES}
+        return {name: self._buffers[f"news_{name}"] for name in self._table_names}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["newsrec"] = self.extra
