@@ -87,7 +87,7 @@ def encode_all_news(
     title = table["title"]
     if rows is None:
         rows = torch.arange(title.shape[0], device=title.device)
-    order, parts = length_groups((title[rows] != 0).sum(1), max_rows=chunk)
+    _, parts = length_groups((title[rows] != 0).sum(1), max_rows=chunk)
     out = None
     for part in parts:
         news = rows[part]  # part: positions in rows, shortest titles first
