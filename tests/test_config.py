@@ -130,7 +130,7 @@ def test_a_plain_run_prints_no_advertisement_or_foreign_deprecation(data_dir, tm
         ["trainer.max_epochs=1", "trainer.limit_train_batches=3", f"hydra.run.dir={tmp_path}"],
         data_dir,
     )
-    assert "test/auc" in output
+    assert "test metrics" in output
     for noise in ("litlogger", "litmodels", "LeafSpec"):
         assert noise not in output, noise
 

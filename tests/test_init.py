@@ -13,6 +13,7 @@ from hydra import compose, initialize_config_dir
 from torch import nn
 
 from newsrec.data.info import DataInfo
+from newsrec.models.engine.evaluation import EvaluationCache
 from newsrec.models.layers import AdditiveAttention, MultiHeadSelfAttention
 from newsrec.models.recommender import Recommender
 
@@ -164,7 +165,6 @@ def test_the_fallback_is_the_same_on_the_cached_evaluation_path():
     }
     with torch.no_grad():
         exact = model.exact_scores(batch, table)
-        news = model.encode_all_news(table)
-        cached = model.cached_scores(batch, news, model.history_inputs(news))
+        cached = EvaluationCache(model, table).scores(batch)
     torch.testing.assert_close(cached, exact, atol=1e-4, rtol=1e-4)
     assert (exact[0] - exact[0, 0]).abs().max() > 1e-3

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
+from torch import nn
 
 from newsrec.data.datamodule import MindDataModule
 from newsrec.data.synthetic import SyntheticSource
@@ -40,6 +41,7 @@ def plain_copy(model: Recommender) -> Recommender:
     if hasattr(plain.news_encoder, "pack"):  # only the NRMS title encoder packs
         plain.news_encoder.pack = False
     plain.dedup = False
+    plain.empty_history = nn.Parameter(model.empty_history.detach().clone())
     return plain
 
 

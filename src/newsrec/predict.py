@@ -36,15 +36,21 @@ def predict_unlabeled(
     outputs = _on_rank_zero(trainer, outputs)
     if trainer.global_rank != 0:
         return {}  # rank 0 writes the submission
-    scores = _gather_predictions(outputs, split)
-    target = write_prediction(
-        out / "prediction.zip",
-        np.asarray(split.impression_id),
-        scores,
-        np.asarray(split.candidate_offsets),
-    )
-    print(f"leaderboard submission written to {target}", flush=True)
-    metrics = {"prediction": str(target)}
+    scores = _gather_predictions(outputs, split)  # NaN where an impression got none
+    metrics: dict = {}
+    if not np.isnan(scores).any():
+        target = write_prediction(
+            out / "prediction.zip",
+            np.asarray(split.impression_id),
+            scores,
+            np.asarray(split.candidate_offsets),
+        )
+        print(f"leaderboard submission written to {target}", flush=True)
+        metrics["prediction"] = str(target)
+    elif trainer.fast_dev_run:  # a debug run predicts one batch: scored, but no submission
+        print("fast_dev_run: no prediction.zip (only part of the split was predicted)")
+    else:
+        raise RuntimeError("some impressions received no prediction")
     for callback in trainer.callbacks:  # the lists' beyond-accuracy metrics
         if isinstance(callback, BeyondAccuracyCallback):
             metrics.update(callback.results)
@@ -57,15 +63,21 @@ def predict_unlabeled(
 
 def _hidden_label_metrics(truth: Path, split, scores: np.ndarray) -> dict:
     labels = {impression: row for _, impression, row in iter_truth(truth)}
-    ids = np.asarray(split.impression_id)
-    flat = np.concatenate([labels[int(i)] for i in ids])
     offsets = np.asarray(split.candidate_offsets)
-    owner = np.repeat(ids, np.diff(offsets))
+    # Every impression, or those a debug run (fast_dev_run) predicted: all or none of each.
+    kept = ~np.isnan(scores[offsets[:-1]])
+    ids = np.asarray(split.impression_id)[kept]
+    counts = np.diff(offsets)[kept]
+    keep = np.repeat(kept, np.diff(offsets))
+    flat = np.concatenate([labels[int(i)] for i in ids])
+    owner = np.repeat(ids, counts)
+    offsets = np.concatenate([[0], np.cumsum(counts)])
     # Scored from the ranks, as the leaderboard scores a submission (ties broken by order).
-    result = impression_metrics(1.0 / ranks_from_scores(scores, offsets), flat, owner)
+    result = impression_metrics(1.0 / ranks_from_scores(scores[keep], offsets), flat, owner)
     metrics = {f"test/{name}": float(result[name]) for name in METRICS}
     if split.truth is not None:  # the oracle: ranking by the true click probability
-        oracle = impression_metrics(np.asarray(split.truth, dtype=np.float64), flat, owner)
+        truth_p = np.asarray(split.truth, dtype=np.float64)[keep]
+        oracle = impression_metrics(truth_p, flat, owner)
         metrics.update({f"test/oracle_{name}": float(oracle[name]) for name in METRICS})
     return metrics
 
@@ -81,7 +93,8 @@ def _on_rank_zero(trainer: pl.Trainer, outputs: list[dict]) -> list[dict]:
 
 
 def _gather_predictions(outputs: list[dict], split) -> np.ndarray:
-    """Flat scores in behaviors.tsv order from per-batch predictions keyed by impression id."""
+    """Flat scores in behaviors.tsv order from per-batch predictions keyed by impression id
+    (NaN for an impression that got no prediction)."""
     position = {int(i): k for k, i in enumerate(np.asarray(split.impression_id))}
     offsets = np.asarray(split.candidate_offsets)
     scores = np.full(int(offsets[-1]), np.nan, dtype=np.float64)
@@ -91,6 +104,4 @@ def _gather_predictions(outputs: list[dict], split) -> np.ndarray:
         ):
             k = position[int(impression)]
             scores[offsets[k] : offsets[k + 1]] = row[mask].numpy()
-    if np.isnan(scores).any():
-        raise RuntimeError("some impressions received no prediction")
     return scores
