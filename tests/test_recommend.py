@@ -110,7 +110,7 @@ def test_recommend_py_lists_every_impression_in_eval_order(nrms, data_dir, tiny_
     )
     assert result.returncode == 0, result.stderr[-3000:]
     lines = [json.loads(x) for x in (tmp_path / "recommendations.jsonl").read_text().splitlines()]
-    truth = behaviors(tiny_paths.dev)
+    truth = behaviors(tiny_paths.test)
     assert [x["impression_id"] for x in lines] == [t["impression_id"] for t in truth]
     reference = eval_scores(checkpoint, data_dir, tmp_path / "eval")
     for line, impression in zip(lines, truth, strict=True):
@@ -137,7 +137,7 @@ def test_pool_all_ranks_the_whole_table_and_exports_vectors(nrms, data_dir, tiny
     summary = recommend(cfg)
     lines = [json.loads(x) for x in (tmp_path / "recommendations.jsonl").read_text().splitlines()]
     table = news_ids(tiny_paths)
-    truth = behaviors(tiny_paths.dev)
+    truth = behaviors(tiny_paths.test)
     assert len(lines) == len(truth) == summary["impressions"]
     for line, impression in zip(lines, truth, strict=True):
         assert len(line["news"]) == 7 == len(set(line["news"]))
@@ -179,7 +179,7 @@ def test_api_ranks_as_eval_py(nrms, data_dir, tiny_paths, tmp_path):
     _, checkpoint = nrms
     reference = eval_scores(checkpoint, data_dir, tmp_path)
     rec = newsrec.load(checkpoint, data="synthetic_tiny", data_dir=data_dir)
-    truth = behaviors(tiny_paths.dev)[:60]
+    truth = behaviors(tiny_paths.test)[:60]
     batch = rec.recommend_batch(
         [t["history"] for t in truth], [t["candidates"] for t in truth], k=300
     )
@@ -207,13 +207,20 @@ def test_api_ranks_as_eval_py(nrms, data_dir, tiny_paths, tmp_path):
 def test_unknown_ids_and_empty_histories_have_defined_rankings(nrms, data_dir, tiny_paths):
     _, checkpoint = nrms
     rec = newsrec.load(checkpoint, data="synthetic_tiny", data_dir=data_dir)
-    impression = behaviors(tiny_paths.dev)[0]
+    impression = behaviors(tiny_paths.test)[0]
     candidates = impression["candidates"]
     empty = rec.recommend([], candidates, k=len(candidates))
     assert rec.recommend(["N-unknown", "N-gone"], candidates, k=len(candidates)) == empty
-    # NRMS: an empty history is the zero user vector, so all scores tie at 0 and the
-    # candidates keep the order they were given in.
-    assert empty == [(n, 0.0) for n in candidates]
+    # An empty history is the learned empty-history user: its scores are the candidates'
+    # vectors against that one vector, ranked best first (ties keep the given order).
+    with torch.no_grad():
+        model = rec.ranker.recommender
+        rows = torch.tensor([rec.news_ids.index(n) for n in candidates])
+        vectors = rec.ranker.news_vectors[rows].float()
+        expected = (vectors @ model.empty_history.float()).tolist()
+    order = sorted(range(len(candidates)), key=lambda i: -expected[i])
+    assert [n for n, _ in empty] == [candidates[i] for i in order]
+    assert [s for _, s in empty] == pytest.approx([expected[i] for i in order], abs=1e-6)
     # Unknown history ids are dropped: the known part of the history decides.
     history = impression["history"]
     assert rec.recommend(["N-unknown", *history], candidates) == rec.recommend(history, candidates)
@@ -222,8 +229,9 @@ def test_unknown_ids_and_empty_histories_have_defined_rankings(nrms, data_dir, t
     assert sorted(n for n, _ in ranked) == sorted([*candidates, "N-new"])
     assert all(np.isfinite(s) for _, s in ranked)
     assert rec.unknown(["N-new", candidates[0]]) == ["N-new"]
-    # Whole-table ranking of an empty history: every news ties, the first rows are listed.
-    assert [n for n, _ in rec.recommend([], k=3)] == rec.news_ids[1:4]
+    # Whole-table ranking of an empty history: by the fallback vector, best first.
+    whole = rec.recommend([], k=3)
+    assert len(whole) == 3 and [s for _, s in whole] == sorted((s for _, s in whole), reverse=True)
     with pytest.raises(ValueError, match="news="):
         newsrec.load(checkpoint)
 
@@ -266,7 +274,7 @@ def test_models_that_cannot_rank_the_whole_table_say_so(npa, data_dir, tiny_path
     # pool=impression takes the exact path (a news vector per user) and still ranks as eval.py.
     reference = eval_scores(npa, data_dir, tmp_path / "eval")
     rec = newsrec.load(npa, data="synthetic_tiny", data_dir=data_dir)
-    for impression in behaviors(tiny_paths.dev)[:10]:
+    for impression in behaviors(tiny_paths.test)[:10]:
         user = impression["user"]
         ranked = rec.recommend(impression["history"], impression["candidates"], k=300, user=user)
         order = eval_order(impression["candidates"], reference[impression["impression_id"]])

@@ -17,9 +17,9 @@ Defined behaviour where input is imperfect, following how preprocessing treats t
 cases in MIND files:
 - a history news id not in the news table is dropped, as preprocessing drops history news
   missing from news.tsv; `unknown(ids)` lists such ids;
-- an empty history (or one of unknown ids only) is the model's empty-history user: NRMS,
-  NAML and NPA give the zero user vector, so every candidate scores 0 and the candidates
-  keep the order they were given in;
+- an empty history (or one of unknown ids only) is the model's empty-history user: the
+  learned fallback vector every model has for users without clicks (`Recommender.
+  empty_history`), so candidates are ranked by what such users clicked in training;
 - a candidate id not in the news table is scored as the empty news, as eval.py scores a
   candidate missing from news.tsv, and listed under the id it was given;
 - a user id (`user=`) not among the checkpoint's training users is the unseen user (row 0),

@@ -80,8 +80,8 @@ def top_k_candidates(
 
 def top_k_lowest_row_on_ties(scores: Tensor, k: int) -> tuple[Tensor, Tensor]:
     """`topk` of each row of scores [h, N] -> (values, indices) [h, k], best first, equal
-    scores in ascending index: defined where `topk` leaves ties to the kernel (an empty
-    history gives NRMS a zero user vector, so every news ties at 0)."""
+    scores in ascending index: defined where `topk` leaves ties to the kernel (a user
+    vector of zeros, such as an untrained empty-history fallback, ties every news at 0)."""
     values, index = scores.topk(min(k + 1, scores.shape[1]), dim=1)
     # A tie straddles the cut exactly where the k-th and (k+1)-th best are equal: only those
     # rows (in practice those of an empty history) need a pass over all their scores.
