@@ -84,6 +84,7 @@ def run_pool(args: argparse.Namespace, checkpoint: str, pool: str, out: str) -> 
         f"ckpt_path={checkpoint}",
         f"k={args.k}",
         f"pool={pool}",
+        f"split={args.split}",
         "device=cpu",
     ]
     cfg, open_dict = compose("recommend", overrides)
@@ -119,6 +120,7 @@ def main() -> None:
     parser.add_argument("--checkpoint", default=None, help="default: an untrained paper-size NRMS")
     parser.add_argument("--pools", nargs="+", default=["all", "impression"])
     parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--split", default="dev", help="dev: MIND-small's 73k impressions")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's choice)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results_recommend.json"))
     parser.add_argument("--child", nargs=2, metavar=("CHECKPOINT", "POOL"), help=argparse.SUPPRESS)
