@@ -120,6 +120,10 @@ def test_lightning_product_tips_are_dropped_and_other_messages_kept(caplog):
     caplog.set_level(logging.INFO)
     rank_zero_info("💡 Tip: For seamless cloud logging, try installing [litlogger](...)")
     rank_zero_info("💡 Tip: For seamless cloud uploads, try installing [litmodels](...)")
+    rank_zero_info(
+        "Trainer already configured with model summary callbacks: [<class 'ModelSummary'>]. "
+        "Skipping setting a default `ModelSummary` callback."
+    )
     rank_zero_info("GPU available: False, used: False")
     assert [r.getMessage() for r in caplog.records] == ["GPU available: False, used: False"]
 
@@ -131,7 +135,7 @@ def test_a_plain_run_prints_no_advertisement_or_foreign_deprecation(data_dir, tm
         data_dir,
     )
     assert "test metrics" in output
-    for noise in ("litlogger", "litmodels", "LeafSpec"):
+    for noise in ("litlogger", "litmodels", "LeafSpec", "already configured"):
         assert noise not in output, noise
 
 

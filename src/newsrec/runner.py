@@ -52,11 +52,15 @@ warnings.filterwarnings(
 
 
 class _NoProductTips(logging.Filter):
-    """Drops Lightning's "💡 Tip" advertisements for its cloud products (litlogger,
-    litmodels), printed at every run; every other message passes."""
+    """Drops what Lightning prints at every run that is not for a newsrec user: the "💡 Tip"
+    advertisements for its cloud products (litlogger, litmodels), and the note that it will
+    not add its default model summary because conf/callbacks gives one. Every other message
+    passes."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         text = str(record.msg)
+        if text.startswith("Trainer already configured with model summary callbacks"):
+            return False
         return not (text.startswith("💡 Tip") and ("litlogger" in text or "litmodels" in text))
 
 
