@@ -90,24 +90,23 @@ def eval_order(candidates: list[str], scores: np.ndarray) -> list[str]:
     return [candidates[i] for i in np.argsort(-scores, kind="stable")]
 
 
-def test_recommend_py_lists_every_impression_in_eval_order(nrms, data_dir, tiny_paths, tmp_path):
-    _, checkpoint = nrms
+def run_recommend_py(data_dir: Path, run_dir: Path, *overrides: str):
+    """`python recommend.py data=synthetic_tiny OVERRIDES`, as a user runs it."""
     env = {**os.environ, "NEWSREC_DATA_DIR": str(data_dir)}
-    command = [
-        sys.executable,
-        "recommend.py",
-        f"ckpt_path={checkpoint}",
-        "data=synthetic_tiny",
-        "k=5",
-    ]
-    result = subprocess.run(
-        [*command, f"hydra.run.dir={tmp_path}"],
+    command = [sys.executable, "recommend.py", "data=synthetic_tiny", *overrides]
+    return subprocess.run(
+        [*command, f"hydra.run.dir={run_dir}"],
         cwd=ROOT,
         env=env,
         capture_output=True,
         text=True,
         timeout=300,
     )
+
+
+def test_recommend_py_lists_every_impression_in_eval_order(nrms, data_dir, tiny_paths, tmp_path):
+    _, checkpoint = nrms
+    result = run_recommend_py(data_dir, tmp_path, f"ckpt_path={checkpoint}", "k=5")
     assert result.returncode == 0, result.stderr[-3000:]
     lines = [json.loads(x) for x in (tmp_path / "recommendations.jsonl").read_text().splitlines()]
     truth = behaviors(tiny_paths.test)
@@ -250,22 +249,7 @@ def test_models_that_cannot_rank_the_whole_table_say_so(npa, data_dir, tiny_path
     )
     with pytest.raises(RecommendError, match="npa: its news vectors depend on the user"):
         recommend(cfg)
-    env = {**os.environ, "NEWSREC_DATA_DIR": str(data_dir)}
-    command = [
-        sys.executable,
-        "recommend.py",
-        f"ckpt_path={npa}",
-        "data=synthetic_tiny",
-        "pool=all",
-    ]
-    result = subprocess.run(
-        [*command, f"hydra.run.dir={tmp_path}"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = run_recommend_py(data_dir, tmp_path, f"ckpt_path={npa}", "pool=all")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert (
         "error: pool=all cannot rank with npa" in result.stderr
