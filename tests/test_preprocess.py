@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from pathlib import Path
 
@@ -122,6 +123,23 @@ def test_cache_is_reused(tiny_paths, tmp_path, monkeypatch):
     assert cache_key(tiny_paths, PreprocessConfig(history_len=10), None) != cache_key(
         tiny_paths, cfg, None
     )
+
+
+def test_a_checkpoints_vocabulary_reuses_trainings_cache(tiny_paths, tmp_path, monkeypatch):
+    # eval.py preprocesses with the checkpoint's vocabulary; when that is the one training
+    # built, training's cache serves it instead of a second pass over the data.
+    cfg = PreprocessConfig()
+    trained = load_or_build(tiny_paths, cfg, tmp_path)
+    calls = []
+    real_build = preprocess.build
+    monkeypatch.setattr(preprocess, "build", lambda *a, **k: calls.append(1) or real_build(*a, **k))
+    same = load_or_build(tiny_paths, cfg, tmp_path, vocab=trained.vocab)
+    assert calls == [] and same.path == trained.path
+    # Another vocabulary (one word more) is another cache, built with it.
+    other = dataclasses.replace(trained.vocab, words=[*trained.vocab.words, "zebra"])
+    extended = load_or_build(tiny_paths, cfg, tmp_path, vocab=other)
+    assert calls == [1] and extended.path != trained.path
+    assert extended.vocab.words[-1] == "zebra"
 
 
 def test_a_cache_killed_mid_write_is_rebuilt(tiny_paths, tmp_path, monkeypatch):
