@@ -10,7 +10,8 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from newsrec.metrics import ImpressionMetrics, impression_metrics
+from newsrec.constants import METRICS
+from newsrec.metrics import ImpressionMetrics, impression_metrics, segment_metrics
 
 KEYS = ("auc", "mrr", "ndcg@5", "ndcg@10")
 
@@ -292,3 +293,20 @@ def test_wrapper_without_updates_and_reset(grouped_data) -> None:
         metric.update(*batch)
     metric.reset()
     assert metric.compute()["num_impressions"].item() == 0
+
+
+def test_segment_metrics_in_chunks_equal_impression_metrics() -> None:
+    # The test split of MIND-large is scored a few million candidates at a time.
+    rng = np.random.default_rng(5)
+    sizes = rng.integers(0, 30, size=400)  # some impressions without candidates
+    offsets = np.concatenate([[0], np.cumsum(sizes)])
+    scores = rng.integers(0, 5, size=offsets[-1]).astype(np.float32)  # many ties
+    labels = (rng.random(offsets[-1]) < 0.15).astype(np.int8)
+    owner = np.repeat(np.arange(len(sizes)), sizes)
+    whole = impression_metrics(scores, labels, owner)
+    for max_entries in (1, 37, 10_000):
+        chunked = segment_metrics(scores, labels, offsets, max_entries)
+        assert chunked["num_impressions"] == whole["num_impressions"] == (sizes > 0).sum()
+        assert chunked["auc_skipped"] == whole["auc_skipped"]
+        for name in METRICS:
+            assert chunked[name] == pytest.approx(whole[name], rel=1e-12)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from newsrec.metrics import impression_metrics
-from newsrec.score import main, score_files
+from newsrec.score import main, score_files, truth_labels
 from newsrec.submission import (
     SubmissionError,
     ranks_from_scores,
@@ -82,6 +82,15 @@ def test_ranks_are_permutations_in_candidate_order() -> None:
         r, s = ranks[offsets[k] : offsets[k + 1]], scores[offsets[k] : offsets[k + 1]]
         assert sorted(r.tolist()) == list(range(1, len(r) + 1))
         assert (np.diff(s[np.argsort(r)]) <= 0).all()  # rank 1 holds the highest score
+
+
+def test_ranks_in_bounded_chunks_equal_ranks_at_once() -> None:
+    # MIND-large's test split is ranked a few million candidates at a time; a chunk boundary
+    # must fall between impressions, never change a rank.
+    _, scores, _, offsets = make_split(3, ties=True)
+    whole = ranks_from_scores(scores, offsets, max_entries=len(scores))
+    for max_entries in (1, 7, 50):
+        np.testing.assert_array_equal(ranks_from_scores(scores, offsets, max_entries), whole)
 
 
 def test_ranks_refuse_bad_offsets_and_nan() -> None:
@@ -237,3 +246,23 @@ def test_cli_reports_a_bad_line_without_traceback(tmp_path: Path, capsys) -> Non
     err = capsys.readouterr().err
     assert "prediction.txt:2: impression id 99" in err
     assert "Traceback" not in err
+
+
+def test_truth_labels_are_aligned_with_the_split_whatever_the_line_order(tmp_path: Path) -> None:
+    # The leaderboard-sized reader (Arrow, one pass) must give each candidate its own label.
+    ids, _, labels, offsets = make_split(4)
+    lines = [
+        f"{ids[k]} [{','.join(map(str, labels[offsets[k] : offsets[k + 1]]))}]\n"
+        for k in range(len(ids))
+    ]
+    truth = tmp_path / "truth.txt"
+    truth.write_text("".join(lines[::-1]))  # another order than the split's
+    np.testing.assert_array_equal(truth_labels(truth, ids, offsets), labels)
+    truth.write_text("".join(lines[1:]))
+    with pytest.raises(SubmissionError, match=f"no line for impression {ids[0]}"):
+        truth_labels(truth, ids, offsets)
+    truth.write_text("".join(lines))
+    shifted = offsets.copy()
+    shifted[1:] += 1  # impression 0 would need one label more
+    with pytest.raises(SubmissionError, match=f"impression {ids[0]} has .* labels for"):
+        truth_labels(truth, ids, shifted)

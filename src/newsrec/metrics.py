@@ -168,6 +168,22 @@ def impression_metrics(scores: Any, labels: Any, impression_ids: Any) -> dict[st
     if not ((y == 0) | (y == 1)).all():
         raise ValueError("labels must be 0 or 1 (drop padding, label -1, before scoring)")
 
+    values, has_auc, has_click = _per_impression(s, y, imp)
+    return {
+        "auc": _mean(values["auc"], has_auc),
+        "mrr": _mean(values["mrr"], has_click),
+        "ndcg@5": _mean(values["ndcg@5"], has_click),
+        "ndcg@10": _mean(values["ndcg@10"], has_click),
+        "num_impressions": int(has_click.shape[0]),
+        "auc_skipped": int((~has_auc).sum()),
+    }
+
+
+def _per_impression(
+    s: np.ndarray, y: np.ndarray, imp: np.ndarray
+) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """Each impression's metrics (ordered by impression id), whether it has an AUC (a click
+    and a non-click) and whether it has a click."""
     order, new_imp, new_tie = _sort_groups_by_score(s, imp, later_first_on_ties=True)
     clicked_mask = np.take(y != 0, order)
     n = order.shape[0]
@@ -189,15 +205,16 @@ def impression_metrics(scores: Any, labels: Any, impression_ids: Any) -> dict[st
             return np.bincount(seg, weights=weights, minlength=num) / denominator
 
     # MRR = sum over clicks of 1/rank, divided by the number of clicks.
-    mrr = per_impression(1.0 / rank, clicks)
+    values = {"mrr": per_impression(1.0 / rank, clicks)}
 
     # nDCG@k, gains 2^y - 1 (= 1 for a click), discounts log2(rank + 1); the ideal DCG puts
     # all clicks first, so it is the sum of the first min(clicks, k) discounts.
     discount = 1.0 / np.log2(rank + 1.0)
-    ndcg = {}
     for k in NDCG_CUTOFFS:
         ideal_prefix = np.concatenate([[0.0], np.cumsum(1.0 / np.log2(np.arange(2, k + 2)))])
-        ndcg[k] = per_impression(discount * (rank <= k), ideal_prefix[np.minimum(clicks, k)])
+        values[f"ndcg@{k}"] = per_impression(
+            discount * (rank <= k), ideal_prefix[np.minimum(clicks, k)]
+        )
 
     # AUC = P(score of a click > score of a non-click), ties counting one half: each click
     # wins over the non-clicks below its group of tied scores and half of those in the group.
@@ -207,17 +224,54 @@ def impression_metrics(scores: Any, labels: Any, impression_ids: Any) -> dict[st
     non_clicks_before = np.concatenate([[0], np.cumsum(~clicked_mask)])  # in entries [0, i)
     below = non_clicks_before[ends[seg]] - non_clicks_before[tie_end]
     tied = non_clicks_before[tie_end] - non_clicks_before[tie_begin]
-    has_auc = has_click & (non_clicks > 0)
-    auc = per_impression(2 * below + tied, 2.0 * clicks * non_clicks)
+    values["auc"] = per_impression(2 * below + tied, 2.0 * clicks * non_clicks)
+    return values, has_click & (non_clicks > 0), has_click
 
-    return {
-        "auc": _mean(auc, has_auc),
-        "mrr": _mean(mrr, has_click),
-        "ndcg@5": _mean(ndcg[5], has_click),
-        "ndcg@10": _mean(ndcg[10], has_click),
-        "num_impressions": int(starts.shape[0]),
-        "auc_skipped": int((~has_auc).sum()),
+
+def segment_metrics(
+    scores: np.ndarray, labels: np.ndarray, offsets: np.ndarray, max_entries: int = 4_000_000
+) -> dict[str, float]:
+    """:func:`impression_metrics` of impressions stored one after another (impression k is
+    ``scores[offsets[k]:offsets[k + 1]]``), in memory bounded by `max_entries` candidates at
+    a time: MIND-large's test split has 87M candidates, which sorted at once need ~5 GiB.
+
+    Ties follow :func:`impression_metrics` (the later candidate ranks higher); an impression
+    with no candidate is not counted.
+    """
+    offsets = np.asarray(offsets, dtype=np.int64)
+    sums = dict.fromkeys(METRICS, 0.0)
+    counts = {"auc": 0, "click": 0, "impressions": 0}
+    first = 0
+    while first < len(offsets) - 1:
+        # Impressions [first, last) hold at most max_entries candidates (one at least).
+        last = int(np.searchsorted(offsets, offsets[first] + max_entries, side="right")) - 1
+        last = min(max(last, first + 1), len(offsets) - 1)
+        begin, end = int(offsets[first]), int(offsets[last])
+        sizes = np.diff(offsets[first : last + 1])
+        if end > begin:
+            owner = np.repeat(np.arange(first, last), sizes)
+            s, y = _as_numpy(scores[begin:end]), _as_numpy(labels[begin:end])
+            if np.isnan(s).any():
+                raise ValueError(f"{int(np.isnan(s).sum())} scores are NaN")
+            values, has_auc, has_click = _per_impression(s, y, owner)
+            sums["auc"] += float(values["auc"][has_auc].sum())
+            for name in ("mrr", "ndcg@5", "ndcg@10"):
+                sums[name] += float(values[name][has_click].sum())
+            counts["auc"] += int(has_auc.sum())
+            counts["click"] += int(has_click.sum())
+            counts["impressions"] += int(has_click.shape[0])
+        first = last
+    result = {
+        name: sums[name] / counts["auc" if name == "auc" else "click"]
+        if counts["auc" if name == "auc" else "click"]
+        else math.nan
+        for name in METRICS
     }
+    result.update(
+        num_impressions=counts["impressions"],
+        auc_skipped=counts["impressions"] - counts["auc"],
+    )
+    return result
 
 
 class ImpressionMetrics(Metric):

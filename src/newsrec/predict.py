@@ -1,8 +1,12 @@
 """Predicting an unlabeled test split: the leaderboard's prediction.zip, and where the data
 keeps the hidden clicks (the synthetic worlds' truth.txt) what the leaderboard would score.
 
-Under DDP each rank predicts its own share of the impressions; rank 0 gathers them by global
-impression id, puts them back in behaviors.tsv order and writes the file.
+Memory stays bounded on MIND-large's test split (2.4M impressions, 87M candidates): each
+batch's scores go straight into one flat float32 array in behaviors.tsv order
+(`SplitScores`, a Lightning prediction writer), not into a list of padded batches; ranks,
+the text of the file and the metrics are then computed a few million candidates at a time.
+Under DDP each rank predicts its own share of the impressions; rank 0 gathers the shares
+and writes the file.
 """
 
 from __future__ import annotations
@@ -12,14 +16,51 @@ from pathlib import Path
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.callbacks import BasePredictionWriter
 
 from newsrec.beyond import BeyondAccuracyCallback
 from newsrec.constants import METRICS
 from newsrec.data.datamodule import MindDataModule
-from newsrec.metrics import impression_metrics
+from newsrec.metrics import segment_metrics
 from newsrec.models.module import NewsRecModule
-from newsrec.score import iter_truth
+from newsrec.score import truth_labels
 from newsrec.submission import ranks_from_scores, write_prediction
+
+
+class SplitScores(BasePredictionWriter):
+    """The scores of every candidate of a split, flat in behaviors.tsv order, filled batch
+    by batch from `predict_step`'s outputs (NaN where nothing was predicted)."""
+
+    def __init__(self, impression_ids: np.ndarray, offsets: np.ndarray) -> None:
+        super().__init__(write_interval="batch")
+        self.offsets = np.asarray(offsets, dtype=np.int64)
+        ids = np.asarray(impression_ids)
+        self._order = np.argsort(ids, kind="stable")
+        self._sorted_ids = ids[self._order]
+        self.scores = np.full(int(self.offsets[-1]), np.nan, dtype=np.float32)
+
+    def write_on_batch_end(
+        self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx=0
+    ) -> None:
+        impression = prediction["impression"].numpy()
+        position = self._order[np.searchsorted(self._sorted_ids, impression)]  # [B]
+        row, column = prediction["mask"].numpy().nonzero()
+        self.scores[self.offsets[position][row] + column] = prediction["scores"].numpy()[
+            row, column
+        ]
+
+    def gather(self, trainer: pl.Trainer) -> np.ndarray | None:
+        """Every rank's share of the scores, on rank 0; None on the other ranks."""
+        if trainer.world_size == 1:
+            return self.scores
+        filled = np.flatnonzero(~np.isnan(self.scores))
+        parts = [None] * trainer.world_size if trainer.global_rank == 0 else None
+        torch.distributed.gather_object((filled, self.scores[filled]), parts, dst=0)
+        if trainer.global_rank != 0:
+            return None
+        for where, values in parts:
+            self.scores[where] = values
+        return self.scores
 
 
 def predict_unlabeled(
@@ -32,76 +73,72 @@ def predict_unlabeled(
     """prediction.zip for the unlabeled test split in `out`; scored against truth.txt (and
     the oracle) where the data keeps the hidden clicks, as the synthetic worlds do."""
     split = datamodule.data.splits[datamodule.test_split]
-    outputs = trainer.predict(module, datamodule=datamodule, ckpt_path=ckpt_path)
-    outputs = _on_rank_zero(trainer, outputs)
-    if trainer.global_rank != 0:
+    offsets = np.asarray(split.candidate_offsets)
+    collector = SplitScores(np.asarray(split.impression_id), offsets)
+    trainer.callbacks.append(collector)
+    try:
+        trainer.predict(
+            module, datamodule=datamodule, ckpt_path=ckpt_path, return_predictions=False
+        )
+    finally:
+        trainer.callbacks.remove(collector)
+    scores = collector.gather(trainer)
+    if scores is None:
         return {}  # rank 0 writes the submission
-    scores = _gather_predictions(outputs, split)  # NaN where an impression got none
+    predicted = ~np.isnan(scores[offsets[:-1]])  # all or none of an impression's candidates
     metrics: dict = {}
-    if not np.isnan(scores).any():
+    if predicted.all():
+        ranks = ranks_from_scores(scores, offsets)
         target = write_prediction(
             out / "prediction.zip",
             np.asarray(split.impression_id),
             scores,
-            np.asarray(split.candidate_offsets),
+            offsets,
+            progress=_progress(trainer),
+            ranks=ranks,
         )
         print(f"leaderboard submission written to {target}", flush=True)
         metrics["prediction"] = str(target)
     elif trainer.fast_dev_run:  # a debug run predicts one batch: scored, but no submission
         print("fast_dev_run: no prediction.zip (only part of the split was predicted)")
+        ranks = None
     else:
-        raise RuntimeError("some impressions received no prediction")
+        raise RuntimeError(f"{int((~predicted).sum())} impressions received no prediction")
     for callback in trainer.callbacks:  # the lists' beyond-accuracy metrics
         if isinstance(callback, BeyondAccuracyCallback):
             metrics.update(callback.results)
     truth = Path(datamodule.paths.test or "") / "truth.txt"
     if datamodule.test_split == "test" and truth.is_file():
         # `python -m newsrec.score truth.txt prediction.zip` gives the same figures.
-        metrics.update(_hidden_label_metrics(truth, split, scores))
+        metrics.update(_hidden_label_metrics(truth, split, scores, predicted, ranks))
     return metrics
 
 
-def _hidden_label_metrics(truth: Path, split, scores: np.ndarray) -> dict:
-    labels = {impression: row for _, impression, row in iter_truth(truth)}
+def _progress(trainer: pl.Trainer) -> bool:
+    """Draw progress bars where the trainer draws its own."""
+    return trainer.progress_bar_callback is not None
+
+
+def _hidden_label_metrics(
+    truth: Path, split, scores: np.ndarray, predicted: np.ndarray, ranks: np.ndarray | None
+) -> dict:
+    """Test metrics from truth.txt, scored from the ranks as the leaderboard scores a
+    submission (ties broken by candidate order); the oracle ranks by the true click
+    probability. Only the `predicted` impressions count (all of them but in a debug run)."""
     offsets = np.asarray(split.candidate_offsets)
-    # Every impression, or those a debug run (fast_dev_run) predicted: all or none of each.
-    kept = ~np.isnan(scores[offsets[:-1]])
-    ids = np.asarray(split.impression_id)[kept]
-    counts = np.diff(offsets)[kept]
-    keep = np.repeat(kept, np.diff(offsets))
-    flat = np.concatenate([labels[int(i)] for i in ids])
-    owner = np.repeat(ids, counts)
-    offsets = np.concatenate([[0], np.cumsum(counts)])
-    # Scored from the ranks, as the leaderboard scores a submission (ties broken by order).
-    result = impression_metrics(1.0 / ranks_from_scores(scores[keep], offsets), flat, owner)
+    labels = truth_labels(truth, np.asarray(split.impression_id), offsets)
+    if not predicted.all():  # fast_dev_run: keep the impressions it predicted
+        keep = np.repeat(predicted, np.diff(offsets))
+        offsets = np.concatenate([[0], np.cumsum(np.diff(offsets)[predicted])])
+        scores, labels = scores[keep], labels[keep]
+        truth_p = None if split.truth is None else np.asarray(split.truth)[keep]
+        ranks = ranks_from_scores(scores, offsets)
+    else:
+        truth_p = split.truth
+    reciprocal = 1.0 / ranks.astype(np.float32)
+    result = segment_metrics(reciprocal, labels, offsets)
     metrics = {f"test/{name}": float(result[name]) for name in METRICS}
-    if split.truth is not None:  # the oracle: ranking by the true click probability
-        truth_p = np.asarray(split.truth, dtype=np.float64)[keep]
-        oracle = impression_metrics(truth_p, flat, owner)
+    if truth_p is not None:  # the oracle: ranking by the true click probability
+        oracle = segment_metrics(truth_p, labels, offsets)
         metrics.update({f"test/oracle_{name}": float(oracle[name]) for name in METRICS})
     return metrics
-
-
-def _on_rank_zero(trainer: pl.Trainer, outputs: list[dict]) -> list[dict]:
-    """Every rank's predictions, on rank 0 (under DDP each rank predicts its own share of the
-    impressions and trainer.predict returns only that share); [] on the other ranks."""
-    if trainer.world_size == 1:
-        return outputs
-    parts = [None] * trainer.world_size if trainer.global_rank == 0 else None
-    torch.distributed.gather_object(outputs, parts, dst=0)
-    return [batch for part in parts or [] for batch in part]
-
-
-def _gather_predictions(outputs: list[dict], split) -> np.ndarray:
-    """Flat scores in behaviors.tsv order from per-batch predictions keyed by impression id
-    (NaN for an impression that got no prediction)."""
-    position = {int(i): k for k, i in enumerate(np.asarray(split.impression_id))}
-    offsets = np.asarray(split.candidate_offsets)
-    scores = np.full(int(offsets[-1]), np.nan, dtype=np.float64)
-    for batch in outputs:
-        for impression, row, mask in zip(
-            batch["impression"], batch["scores"], batch["mask"], strict=True
-        ):
-            k = position[int(impression)]
-            scores[offsets[k] : offsets[k + 1]] = row[mask].numpy()
-    return scores

