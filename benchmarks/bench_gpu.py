@@ -380,7 +380,12 @@ def section_plm(run: Run) -> dict:
     def dm_factory(cfg):
         return _datamodule(cfg, ["title"], plm=_plm_tokens(cfg.model))
 
-    out = {"pretrained": "all-MiniLM-L6-v2 architecture, random weights" + " (tiny)" * run.tiny}
+    out = {
+        "pretrained": "all-MiniLM-L6-v2 architecture, random weights" + " (tiny)" * run.tiny,
+        # fresh batches from the epoch's start: the frozen-layer cache fills as they come, so
+        # `frozen` is an epoch's early rate; it rises as more of the news are cached
+        "note": "frozen: the frozen-layer cache starts empty",
+    }
     sizes = run.sizes
     plm = ["model=nrms_plm", f"model.news_encoder.pretrained={run.plm}"]
     run.sizes = Sizes(**{**asdict(sizes), "warmup": min(5, sizes.warmup), "steps": sizes.plm_steps})
