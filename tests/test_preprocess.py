@@ -165,3 +165,11 @@ def test_a_cache_killed_mid_write_is_rebuilt(tiny_paths, tmp_path, monkeypatch):
     data = load_or_build(tiny_paths, cfg, tmp_path)
     assert (final / "meta.json").exists()
     assert data.info().num_news == build(tiny_paths, cfg).info().num_news
+
+
+def test_preprocessing_shows_progress_per_split(tiny_paths, capsys):
+    # MIND-large takes minutes to preprocess: each split's behaviors get a bar.
+    build(tiny_paths, PreprocessConfig(), progress=True)
+    shown = capsys.readouterr().out
+    for step in ("news", "train behaviors", "dev behaviors", "test behaviors"):
+        assert step in shown

@@ -45,6 +45,7 @@ from newsrec.data.mind import (
 )
 from newsrec.data.ragged import keep_last, lengths_to_offsets
 from newsrec.utils.io import atomic_path
+from newsrec.utils.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -180,13 +181,21 @@ def _map_behaviors(
     }
 
 
+_BLOCK = 64 << 20  # bytes of behaviors.tsv read at a time (bounded memory on MIND-large)
+
+
 def _read_split(
-    folder: Path, news_index: pa.Array, cfg: PreprocessConfig, report: Report
+    folder: Path,
+    news_index: pa.Array,
+    cfg: PreprocessConfig,
+    report: Report,
+    advance=lambda: None,
 ) -> tuple[dict[str, np.ndarray], pa.Array]:
     parts, users = [], []
-    for chunk in iter_behaviors(folder / "behaviors.tsv"):
+    for chunk in iter_behaviors(folder / "behaviors.tsv", block_size=_BLOCK):
         parts.append(_map_behaviors(chunk, news_index, cfg, report))
         users.append(chunk.user)
+        advance()
     arrays = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     check_unique_impressions(folder / "behaviors.tsv", arrays["impression_id"])
     return arrays, pa.concat_arrays(users)
@@ -201,14 +210,32 @@ def _truth(folder: Path, impression_id: np.ndarray, lengths: np.ndarray) -> np.n
 
 
 def build(
-    paths: SplitPaths, cfg: PreprocessConfig, vocab: Vocabulary | None = None
+    paths: SplitPaths,
+    cfg: PreprocessConfig,
+    vocab: Vocabulary | None = None,
+    progress: bool = False,
 ) -> Preprocessed:
-    """Read the split folders and build every array (no cache; see `load_or_build`)."""
+    """Read the split folders and build every array (no cache; see `load_or_build`).
+
+    `progress` draws a Rich bar per step: news, each split's behaviors (in 64 MiB blocks)
+    and its click probabilities; MIND-large takes minutes."""
     folders = {"train": paths.train, "dev": paths.dev, "test": paths.test}
     folders = {k: Path(v) for k, v in folders.items() if v is not None}
+    with progress_bar(progress) as bar:
+        return _build(folders, paths.has_truth, cfg, vocab, bar)
+
+
+def _build(
+    folders: dict[str, Path], has_truth: bool, cfg: PreprocessConfig, vocab, bar
+) -> Preprocessed:
     report = Report()
-    news_by_split = {k: read_news(f / "news.tsv", report) for k, f in folders.items()}
+    task = bar.add_task("news: reading, tokenising", total=len(folders) + 1)
+    news_by_split = {}
+    for split, folder in folders.items():
+        news_by_split[split] = read_news(folder / "news.tsv", report)
+        bar.advance(task)
     ids, table, vocab_built, news_report = _news_table(news_by_split, cfg, vocab)
+    bar.advance(task)
     report.counts.update(news_report.counts)
     news_index = pa.array(ids, pa.string())
 
@@ -216,7 +243,12 @@ def build(
     splits: dict[str, SplitArrays] = {}
     raw_users: dict[str, pa.Array] = {}
     for split, folder in folders.items():
-        arrays, users = _read_split(folder, news_index, cfg, report)
+        size = (folder / "behaviors.tsv").stat().st_size
+        task = bar.add_task(f"{split} behaviors", total=max(1, -(-size // _BLOCK)))
+        arrays, users = _read_split(
+            folder, news_index, cfg, report, advance=lambda task=task: bar.advance(task)
+        )
+        bar.update(task, completed=bar.tasks[task].total)
         raw_users[split] = users
         hist_offsets = lengths_to_offsets(arrays["history_lengths"])
         splits[split] = SplitArrays(
@@ -230,10 +262,12 @@ def build(
             candidates=arrays["candidates"],
             labels=arrays["labels"],
         )
-        if paths.has_truth:
+        if has_truth:
+            task = bar.add_task(f"{split} click probabilities", total=1)
             splits[split].truth = _truth(
                 folder, splits[split].impression_id, arrays["candidate_lengths"]
             )
+            bar.advance(task)
 
     train = splits["train"]
     last_day = int(train.time.max()) // DAY
@@ -377,8 +411,10 @@ def load_or_build(
     cfg: PreprocessConfig,
     cache_root: Path | str,
     vocab: Vocabulary | None = None,
+    progress: bool = True,
 ) -> Preprocessed:
-    """The cached preprocessing of `paths` under `cfg`, building it on a miss.
+    """The cached preprocessing of `paths` under `cfg`, building it on a miss (with Rich
+    progress bars unless `progress=False`).
 
     With a `vocab` (a checkpoint's), the cache that training built without one is reused
     when its vocabularies are that one: eval.py on MIND-large would otherwise preprocess the
@@ -398,7 +434,7 @@ def load_or_build(
             log.warning("cache %s is unreadable (%s): rebuilding it", folder, e)
     start = time.perf_counter()
     log.info("preprocessing %s (cache: %s)", paths.train.parent, folder)
-    data = build(paths, cfg, vocab)
+    data = build(paths, cfg, vocab, progress=progress)
     for line in Report(Counter(data.report)).lines():
         log.info("data report: %s", line)
     save(data, folder)
