@@ -14,6 +14,7 @@ from torch import nn
 from newsrec.data.datamodule import MindDataModule
 from newsrec.data.synthetic import SyntheticSource
 from newsrec.models.engine import EvaluationCache, encode_rows
+from newsrec.models.engine.packing import bucket
 from newsrec.models.recommender import Recommender
 
 from conftest import CONF
@@ -136,7 +137,18 @@ def test_distinct_news_are_encoded_once_per_batch(dm):
     with torch.no_grad():
         model(batch, table)
     rows = torch.cat([batch["history"].ravel(), batch["candidates"].ravel()])
-    assert seen == [len(np.unique(rows.numpy()))]
+    distinct = len(np.unique(rows.numpy()))
+    # Each distinct news once, padded with empty rows to a bucketed count (a few shapes).
+    assert seen == [bucket(distinct)]
+
+
+def test_buckets_bound_the_shapes_a_run_sees_for_little_padding():
+    sizes = np.arange(1, 40_000)
+    buckets = np.array([bucket(int(n)) for n in sizes])
+    assert (buckets >= sizes).all() and (buckets <= sizes * 33 / 32).all()
+    # MIND-small batches hold ~1,400-1,800 distinct news and ~15-21k real title words.
+    assert len(set(buckets[(sizes >= 1400) & (sizes <= 1800)])) <= 14
+    assert len(set(buckets[(sizes >= 15_000) & (sizes <= 21_000)])) <= 16
 
 
 @pytest.mark.parametrize("name", ["nrms", "nrms_no_attention", "npa"])

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from newsrec.data.info import DataInfo
 from newsrec.models.base import NewsEncoder, UserEncoder
 from newsrec.models.engine import encode_rows, news_features, use_fast_kernels
+from newsrec.models.engine.packing import bucket
 from newsrec.models.init import init_weights
 
 
@@ -107,7 +108,13 @@ class Recommender(nn.Module):
         else:
             unique, inverse = torch.unique(flat, return_inverse=True)
             news_rows, users = unique, None
-        vectors = encode_rows(self.news_encoder, table, news_rows, users)  # [U, D]
+        # The distinct news are padded with row 0 (the empty news) to a bucketed count, so a
+        # run sees a few batch shapes, not a new one every step (engine/packing.py, bucket).
+        extra = bucket(len(news_rows)) - len(news_rows)
+        if extra:
+            news_rows = torch.cat([news_rows, news_rows.new_zeros(extra)])
+            users = None if users is None else torch.cat([users, users.new_zeros(extra)])
+        vectors = encode_rows(self.news_encoder, table, news_rows, users)  # [U + extra, D]
         return vectors[inverse].view(*rows.shape, -1)
 
     # -- scoring ------------------------------------------------------------------------------

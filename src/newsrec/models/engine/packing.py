@@ -23,9 +23,40 @@ if TYPE_CHECKING:
 
 
 def group_bounds(n: int, groups: int) -> list[tuple[int, int]]:
-    """`groups` contiguous, non-empty [start, stop) ranges of nearly equal size over n rows."""
-    bounds = torch.linspace(0, n, groups + 1).round().long().tolist()
+    """`groups` contiguous, non-empty [start, stop) ranges of nearly equal size over n rows.
+
+    Integer arithmetic, not `linspace(...).tolist()`: under torch.compile a tensor's values
+    turned into Python ints are guarded on, one recompilation per batch size.
+    """
+    bounds = [(i * n + groups // 2) // groups for i in range(groups + 1)]
     return [(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True) if a < b]
+
+
+# -- shape buckets ------------------------------------------------------------------------
+# Every training batch has its own number of distinct news and of real title words, so
+# without buckets every step multiplies matrices of new shapes. On CPU, oneDNN builds (and
+# keeps, up to 1,024) a primitive with its own buffers for each new shape, and the heap
+# fragments: the resident memory of a bf16 run grew from 2.1 to 4.4 GiB over 500 steps
+# (benchmarks/RESULTS.md). Rounding those two sizes up to a few fixed values bounds the
+# shapes a run ever sees, for at most ~3% more rows.
+
+
+def bucket(n: int) -> int:
+    """n rounded up to a multiple of 2**(bit_length(n) - 6): at most 32 sizes per doubling,
+    at most 1/32 more (n below 64 is kept)."""
+    if n < 64 or torch.compiler.is_compiling():  # compiled graphs take dynamic shapes
+        return n
+    step = 1 << (n.bit_length() - 6)
+    return -(-n // step) * step
+
+
+def bucketed(layer, x: Tensor) -> Tensor:
+    """layer(x) for rows x [n, ...], computed on `bucket(n)` rows (zeros added) and cut back."""
+    n = x.shape[0]
+    padded = bucket(n)
+    if padded == n:
+        return layer(x)
+    return layer(torch.cat([x, x.new_zeros(padded - n, *x.shape[1:])]))[:n]
 
 
 def length_groups(
@@ -124,7 +155,7 @@ def packed_self_attention(layer: MultiHeadSelfAttention, x: Tensor, packed: Pack
     The projection, the layer's largest product, runs once over the real items; the
     attention pads one group of similar-length rows at a time.
     """
-    qkv = layer.qkv(x)  # [T, 3 * h * hd]
+    qkv = bucketed(layer.qkv, x)  # [T, 3 * h * hd]
     # the layer's kernel for its device; one built outside a Recommender has none yet
     attend = layer.kernel or keys_first_attention
     p = layer.dropout if layer.training else 0.0
@@ -140,7 +171,9 @@ def packed_self_attention(layer: MultiHeadSelfAttention, x: Tensor, packed: Pack
 def packed_pooling(pooling, x: Tensor, packed: Packed) -> tuple[Tensor, Tensor]:
     """AdditiveAttention or MeanPooling over the real items x [T, D] -> [n, D], weights [n, L]."""
     if isinstance(pooling, AdditiveAttention):
-        weights = masked_softmax(packed.pad_scores(pooling.score(x)), packed.mask)  # eq. 3-4
+        weights = masked_softmax(
+            packed.pad_scores(bucketed(pooling.score, x)), packed.mask
+        )  # eq. 3-4
     else:
         weights = pooling.weights(packed.mask, x.dtype)
     return packed.pool(x, weights), weights  # eq. 5
