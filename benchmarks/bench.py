@@ -9,6 +9,7 @@ benchmarks/RESULTS.md records the runs with machine and date. Parts (each in its
 process, so peak memory is its own):
 - generate / preprocess: world generation; cold (empty cache) and warm (cache hit)
   preprocessing time and peak memory;
+- pipeline: the training data pipeline alone (setup, samples index, batches/s, memory);
 - train: steady-state training samples/s of NRMS at paper sizes (batch 64, K = 4, history 50,
   title 30), in modes (TRAIN_MODES): float32 and bf16 autocast with news de-duplicated and
   titles packed (the defaults), bf16 with torch.compile, and two references in the same run:
@@ -97,6 +98,32 @@ def part_preprocess(args) -> dict:
         "news": info.num_news,
         "vocab": info.vocab_size,
         "impressions": {k: len(v) for k, v in data.splits.items()},
+    }
+
+
+def part_pipeline(args) -> dict:
+    """The training data pipeline alone: setup, the samples index, then batches/s."""
+    cfg = config(args.data, args.data_dir)
+    dm = datamodule(cfg)
+    start = time.perf_counter()
+    dm.setup("fit")
+    setup_s = time.perf_counter() - start
+    start = time.perf_counter()
+    loader = iter(dm.train_dataloader())  # builds the samples index (one per click)
+    index_s = time.perf_counter() - start
+    batches = args.steps * args.rounds
+    start = time.perf_counter()
+    for _ in range(batches):
+        next(loader)
+    seconds = time.perf_counter() - start
+    return {
+        "setup_s": setup_s,
+        "samples_index_s": index_s,
+        "samples": len(dm.train_samples()),
+        "batches": batches,
+        "batches_per_s": batches / seconds,
+        "samples_per_s": batches * dm.batch_size / seconds,
+        "peak_gib": peak_rss_gib(),
     }
 
 
@@ -247,6 +274,7 @@ def part_eval(args) -> dict:
 PARTS = {
     "generate": part_generate,
     "preprocess": part_preprocess,
+    "pipeline": part_pipeline,
     "train": part_train,
     "eval": part_eval,
 }
@@ -320,6 +348,9 @@ def main() -> None:
             warm = child("preprocess", args, "--cache-dir", cache)
         results["preprocess"] = {"cold": cold, "warm": warm}
         print("preprocess", results["preprocess"], flush=True)
+    if "pipeline" in args.parts:
+        results["pipeline"] = child("pipeline", args)
+        print("pipeline", results["pipeline"], flush=True)
     if "train" in args.parts:
         results["train"] = {}
         for mode in args.modes:
