@@ -214,8 +214,11 @@ def test_self_attention_ignores_masked_keys_and_all_masked_rows_are_zero():
     mhsa.kernel = None
     # the packed path (real items only, in groups of rows, as the NRMS news encoder runs it)
     # gives them too, whatever the grouping
-    for groups in (1, 2, 3):
-        packed = Packed(mask, groups=groups)
+    # (and with fixed-size groups cut to a multiple of 4 columns, as training runs it)
+    for packed in [
+        *(Packed(mask, groups=g) for g in (1, 2, 3)),
+        Packed(mask, rows=2, column_step=4),
+    ]:
         result = packed_self_attention(mhsa, x.reshape(-1, 12)[packed.index], packed)
         assert result.shape == (int(mask.sum()), 6)
         assert torch.allclose(pad(result, packed.index, (3, 6)), out * mask[..., None], atol=1e-6)

@@ -115,28 +115,43 @@ class Packed:
     pads with its own `masks[g]` / `indices[g]`.
     """
 
-    def __init__(self, mask: Tensor, groups: int = 1) -> None:
+    def __init__(
+        self, mask: Tensor, groups: int = 1, rows: int | None = None, column_step: int = 1
+    ) -> None:
+        """`groups` groups of nearly equal size, or groups of `rows` rows each (the last one
+        smaller); each group cut to its longest row rounded up to a multiple of
+        `column_step` (fewer distinct shapes, see `bucket`)."""
         self.mask = mask
         self.index = pack(mask)  # [T]
         self.row = torch.div(self.index, mask.shape[1], rounding_mode="floor")  # row of each item
         ends = mask.sum(1).cumsum(0).tolist()
+        n, width = mask.shape
+        if rows is None:
+            bounds = group_bounds(n, groups)
+        else:
+            bounds = [(a, min(a + rows, n)) for a in range(0, n, rows)]
         self.rows, self.tokens, self.masks, self.indices = [], [], [], []
-        for a, b in group_bounds(mask.shape[0], groups):
+        for a, b in bounds:
             sub = mask[a:b]
-            sub = sub[:, used_columns(sub)]
+            used = used_columns(sub)
+            stop = min(
+                width, used.start + -(-(used.stop - used.start) // column_step) * column_step
+            )
+            sub = sub[:, used.start : stop]
             self.rows.append(slice(a, b))
             self.tokens.append(slice(ends[a - 1] if a else 0, ends[b - 1]))
             self.masks.append(sub)
             self.indices.append(pack(sub))
 
     @classmethod
-    def sorted(
-        cls, mask: Tensor, rows_per_group: int, max_groups: int = 6
-    ) -> tuple[Packed, Tensor]:
-        """Packed rows of `mask` sorted by length, and `order` (sorted position -> input row)."""
-        groups = min(max_groups, max(1, mask.shape[0] // rows_per_group))
+    def sorted(cls, mask: Tensor, rows_per_group: int) -> tuple[Packed, Tensor]:
+        """Packed rows of `mask` sorted by length, in groups of `rows_per_group` rows cut to a
+        multiple of 4 columns, and `order` (sorted position -> input row).
+
+        Fixed-size groups and rounded widths give self-attention a few shapes per run,
+        whatever the batch (a new shape costs a oneDNN primitive on CPU; see `bucket`)."""
         order, _ = length_groups(mask.sum(1))
-        return cls(mask[order], groups), order
+        return cls(mask[order], rows=rows_per_group, column_step=4), order
 
     def pad_scores(self, scores: Tensor) -> Tensor:
         """One value per item [T] -> [n, L], zeros at padding."""
