@@ -49,7 +49,6 @@ def run_mode(args) -> dict:
 
     from newsrec.models.module import NewsRecModule
     from newsrec.runner import module_data
-    from newsrec.utils.memory import release_freed_memory
 
     precision, compile_ = MODES[args.mode]
     if args.no_buckets:  # the reference: every batch at its own shapes, as before buckets
@@ -78,8 +77,6 @@ def run_mode(args) -> dict:
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        if args.trim and step % args.trim == 0:
-            release_freed_memory()
         if step % args.every == 0:
             now = time.perf_counter()
             rate = dm.batch_size * args.every / (now - window)
@@ -94,7 +91,6 @@ def run_mode(args) -> dict:
         "precision": precision,
         "compile": compile_,
         "env": {k: os.environ[k] for k in args.env_names if k in os.environ},
-        "trim_every": args.trim,
         "buckets": not args.no_buckets,
         "steps": args.steps,
         "seconds": time.perf_counter() - start,
@@ -119,9 +115,6 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--every", type=int, default=100, help="steps between two readings")
     parser.add_argument("--settle", type=int, default=200, help="warm-up steps, not judged")
-    parser.add_argument(
-        "--trim", type=int, default=0, help="release freed memory every N steps (0: as newsrec)"
-    )
     parser.add_argument("--no-buckets", action="store_true", help="shapes unbucketed (reference)")
     parser.add_argument("--env", nargs="*", default=[], help="NAME=VALUE for the children")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results_memory.json"))
@@ -137,7 +130,7 @@ def main() -> None:
         command = [sys.executable, __file__, "--mode", mode, "--data", args.data]
         command += ["--data-dir", args.data_dir, "--steps", str(args.steps)]
         command += ["--every", str(args.every), "--settle", str(args.settle)]
-        command += ["--trim", str(args.trim), *(["--no-buckets"] if args.no_buckets else [])]
+        command += ["--no-buckets"] if args.no_buckets else []
         command += ["--env", *args.env]
         done = subprocess.run(command, stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT)
         if done.returncode != 0:
