@@ -142,6 +142,20 @@ def _module(cfg, dm, stages: tuple[str, ...] = ()):
     return module
 
 
+def train_step(module, optimizer, batch, amp: bool = False, device_type: str = "cpu") -> None:
+    """One optimiser step on `batch` as NewsRecModule.training_step computes it (eq. 11-13),
+    under bf16 autocast if `amp`: what every benchmark here times."""
+    import torch
+    import torch.nn.functional as F
+
+    with torch.autocast(device_type, dtype=torch.bfloat16, enabled=amp):
+        logits = module.recommender(batch, module.table)  # eq. 11: [B, 1 + K]
+    loss = F.cross_entropy(logits.float(), batch["target"])  # eq. 12-13
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+
+
 def matmul_tflops(dtype) -> float:
     import torch
 
@@ -167,7 +181,6 @@ def part_train(args) -> dict:
     import statistics
 
     import torch
-    import torch.nn.functional as F
     from torch.utils.flop_counter import FlopCounterMode
 
     precision, dedup, pack, compile_ = TRAIN_MODES[args.mode]
@@ -184,12 +197,7 @@ def part_train(args) -> dict:
     slots, unique, real = [], [], []
 
     def step(batch):
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
-            logits = module.recommender(batch, module.table)
-        loss = F.cross_entropy(logits.float(), batch["target"])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        train_step(module, optimizer, batch, amp)
 
     start = time.perf_counter()
     if compile_:

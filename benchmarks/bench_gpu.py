@@ -39,8 +39,7 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from bench import _module, config, datamodule, peak_rss_gib  # noqa: E402
+from bench import _module, config, datamodule, peak_rss_gib, train_step  # noqa: E402
 from gpu_report import environment, failures_of, write  # noqa: E402
 
 MIND_SMALL_CLICKS = 236_344  # training samples of MIND-small train (one per click)
@@ -188,13 +187,8 @@ def train_speed(run: Run, cfg, dm, bf16: bool, compile_: bool = False) -> dict:
 
     def step(batch):
         batch = {k: v.to(run.device, non_blocking=True) for k, v in batch.items()}
-        with run.autocast(bf16):
-            logits = module.recommender(batch, module.table)  # eq. 11: [B, 1 + K]
-        loss = F.cross_entropy(logits.float(), batch["target"])  # eq. 12-13
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        return len(logits)
+        train_step(module, optimizer, batch, bf16, run.device.type)
+        return len(batch["target"])
 
     start = time.perf_counter()
     if compile_:  # as runner.train does with compile=true

@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench import config, datamodule, machine  # noqa: E402  (benchmarks/bench.py)
+from bench import config, datamodule, machine, train_step  # noqa: E402  (benchmarks/bench.py)
 
 MODES = {  # mode: (precision, torch.compile)
     "fp32": ("32-true", False),
@@ -45,7 +45,6 @@ def rss_gib() -> float:
 
 def run_mode(args) -> dict:
     import torch
-    import torch.nn.functional as F
 
     from newsrec.models.module import NewsRecModule
     from newsrec.runner import module_data
@@ -70,13 +69,7 @@ def run_mode(args) -> dict:
     batches = iter(dm.train_dataloader())
     series, start, window = [], time.perf_counter(), time.perf_counter()
     for step in range(1, args.steps + 1):
-        batch = next(batches)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
-            logits = module.recommender(batch, module.table)
-        loss = F.cross_entropy(logits.float(), batch["target"])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        train_step(module, optimizer, next(batches), amp)
         if step % args.every == 0:
             now = time.perf_counter()
             rate = dm.batch_size * args.every / (now - window)

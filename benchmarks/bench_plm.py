@@ -58,8 +58,7 @@ def default_pretrained() -> str:
 
 def part_train(args) -> dict:
     import torch
-    import torch.nn.functional as F
-    from bench import _module, config, peak_rss_gib
+    from bench import _module, config, peak_rss_gib, train_step
 
     from newsrec.runner import _datamodule, _plm_tokens
 
@@ -85,11 +84,7 @@ def part_train(args) -> dict:
     loader = iter(dm.train_dataloader())
 
     def step(batch):
-        logits = module.recommender(batch, module.table)
-        loss = F.cross_entropy(logits.float(), batch["target"])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        train_step(module, optimizer, batch)
 
     for _ in range(args.warmup):
         step(next(loader))
