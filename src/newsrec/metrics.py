@@ -37,6 +37,7 @@ from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
 from newsrec.constants import METRICS
+from newsrec.data.ragged import row_chunks
 
 NDCG_CUTOFFS = (5, 10)
 
@@ -241,32 +242,24 @@ def segment_metrics(
     offsets = np.asarray(offsets, dtype=np.int64)
     sums = dict.fromkeys(METRICS, 0.0)
     counts = {"auc": 0, "click": 0, "impressions": 0}
-    first = 0
-    while first < len(offsets) - 1:
-        # Impressions [first, last) hold at most max_entries candidates (one at least).
-        last = int(np.searchsorted(offsets, offsets[first] + max_entries, side="right")) - 1
-        last = min(max(last, first + 1), len(offsets) - 1)
+    for first, last in row_chunks(offsets, max_entries):
         begin, end = int(offsets[first]), int(offsets[last])
-        sizes = np.diff(offsets[first : last + 1])
-        if end > begin:
-            owner = np.repeat(np.arange(first, last), sizes)
-            s, y = _as_numpy(scores[begin:end]), _as_numpy(labels[begin:end])
-            if np.isnan(s).any():
-                raise ValueError(f"{int(np.isnan(s).sum())} scores are NaN")
-            values, has_auc, has_click = _per_impression(s, y, owner)
-            sums["auc"] += float(values["auc"][has_auc].sum())
-            for name in ("mrr", "ndcg@5", "ndcg@10"):
-                sums[name] += float(values[name][has_click].sum())
-            counts["auc"] += int(has_auc.sum())
-            counts["click"] += int(has_click.sum())
-            counts["impressions"] += int(has_click.shape[0])
-        first = last
-    result = {
-        name: sums[name] / counts["auc" if name == "auc" else "click"]
-        if counts["auc" if name == "auc" else "click"]
-        else math.nan
-        for name in METRICS
-    }
+        if end == begin:
+            continue
+        owner = np.repeat(np.arange(first, last), np.diff(offsets[first : last + 1]))
+        s, y = _as_numpy(scores[begin:end]), _as_numpy(labels[begin:end])
+        if np.isnan(s).any():
+            raise ValueError(f"{int(np.isnan(s).sum())} scores are NaN")
+        values, has_auc, has_click = _per_impression(s, y, owner)
+        for name in METRICS:
+            sums[name] += float(values[name][has_auc if name == "auc" else has_click].sum())
+        counts["auc"] += int(has_auc.sum())
+        counts["click"] += int(has_click.sum())
+        counts["impressions"] += int(has_click.shape[0])
+    result = {}
+    for name in METRICS:
+        count = counts["auc" if name == "auc" else "click"]
+        result[name] = sums[name] / count if count else math.nan
     result.update(
         num_impressions=counts["impressions"],
         auc_skipped=counts["impressions"] - counts["auc"],

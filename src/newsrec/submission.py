@@ -16,6 +16,7 @@ from typing import IO
 
 import numpy as np
 
+from newsrec.data.ragged import row_chunks
 from newsrec.metrics import group_score_order
 from newsrec.utils.io import atomic_path
 from newsrec.utils.progress import progress_bar
@@ -64,10 +65,7 @@ def ranks_from_scores(
         raise ValueError(f"scores must be flat, got shape {np.shape(scores)}")
     offsets = _check_offsets(offsets, np.shape(scores)[0])
     ranks = np.empty(offsets[-1], dtype=np.int32)
-    first = 0
-    while first < offsets.shape[0] - 1:
-        last = int(np.searchsorted(offsets, offsets[first] + max_entries, side="right")) - 1
-        last = min(max(last, first + 1), offsets.shape[0] - 1)
+    for first, last in row_chunks(offsets, max_entries):
         begin, end = int(offsets[first]), int(offsets[last])
         chunk = np.asarray(scores[begin:end])
         if np.isnan(chunk).any():
@@ -79,7 +77,6 @@ def ranks_from_scores(
         # After the sort impression k occupies its own entries again, best first.
         starts = np.repeat(offsets[first:last] - begin, sizes)
         ranks[begin + order] = np.arange(end - begin) - starts + 1
-        first = last
     return ranks
 
 

@@ -7,6 +7,8 @@ every operation here is vectorised: no Python loop runs per row.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 
 
@@ -68,3 +70,14 @@ def keep_last(
     new_offsets = lengths_to_offsets(lengths)
     gather = np.arange(new_offsets[-1]) - np.repeat(new_offsets[:-1] - starts, lengths)
     return new_offsets, values[gather]
+
+
+def row_chunks(offsets: np.ndarray, max_values: int) -> Iterator[tuple[int, int]]:
+    """Consecutive row ranges [first, last) holding at most `max_values` values each (one row
+    at least, however long): how a split too large to sort at once is processed in parts."""
+    first, rows = 0, len(offsets) - 1
+    while first < rows:
+        last = int(np.searchsorted(offsets, offsets[first] + max_values, side="right")) - 1
+        last = min(max(last, first + 1), rows)
+        yield first, last
+        first = last
