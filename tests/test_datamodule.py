@@ -182,12 +182,18 @@ def test_training_shards_are_disjoint_per_rank():
 
 
 def test_evaluation_shards_are_disjoint_and_keep_history_groups_whole():
-    key = np.repeat(np.arange(50), np.random.default_rng(0).integers(1, 4, 50))
+    sizes = np.random.default_rng(0).integers(1, 4, 50)
+    sizes[20] = 37  # a crowd sharing one history (MIND's unseen users without clicks)
+    key = np.repeat(np.arange(50), sizes)
     shards = [list(EvalBatchSampler(key, 10, rank=r, world_size=2)) for r in (0, 1)]
-    positions = np.concatenate([p for shard in shards for p in shard])
+    batches = [p for shard in shards for p in shard]
+    positions = np.concatenate(batches)
     assert sorted(positions.tolist()) == list(range(len(key)))
-    groups = [set(key[p]) for shard in shards for p in shard]
-    for a in range(len(groups)):
+    crowd = [p for p in batches if 20 in key[p]]
+    assert [len(p) for p in crowd] == [10, 10, 10, 7]  # cut to the batch size, and alone
+    assert all(set(key[p]) == {20} for p in crowd)
+    groups = [set(key[p]) for p in batches if 20 not in key[p]]
+    for a in range(len(groups)):  # the other groups are never cut
         for b in range(a + 1, len(groups)):
             assert not groups[a] & groups[b]
 
