@@ -195,7 +195,7 @@ def test_news_encoded_in_length_groups_equal_one_padded_call(dm, name):
 def test_kernels_follow_the_device_the_model_is_moved_to(dm):
     model, _ = build("nrms", dm)
     attention = model.user_encoder.self_attention
-    assert attention.kernel.__name__ == "keys_first_attention"  # built on the CPU
+    assert attention.kernel.__name__ == "cpu_attention"  # built on the CPU
     model.to("meta")  # any other device: torch's fused attention, torch's dropout
     assert attention.kernel.__name__ == "fused_attention"
     assert model.news_encoder.dropout.kernel is None

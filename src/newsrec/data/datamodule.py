@@ -25,7 +25,7 @@ impressions carry their global ids.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -341,7 +341,11 @@ class MindDataModule(pl.LightningDataModule):
 
     def checkpoint_extra(self) -> dict:
         """What a checkpoint must carry to be evaluated on other data: the vocabularies."""
-        return {"vocab": asdict(self.data.vocab), "preprocess": asdict(self.preprocess_config)}
+        vocab = self.data.vocab  # its lists as they are (asdict deep-copies: 8 s on MIND-large)
+        return {
+            "vocab": {f.name: getattr(vocab, f.name) for f in fields(vocab)},
+            "preprocess": asdict(self.preprocess_config),
+        }
 
     def news_table(self) -> dict[str, torch.Tensor]:
         return {k: torch.from_numpy(np.array(v, dtype=np.int64)) for k, v in self.data.news.items()}

@@ -78,3 +78,14 @@ class UserEncoder(nn.Module):
     ) -> Tensor:
         """The encoder's computation; see `forward` for the arguments and shapes."""
         raise NotImplementedError
+
+    def news_inputs(self, vectors: Tensor) -> Tensor | None:
+        """The part of `encode` that reads one clicked news at a time, news vectors [n, D] ->
+        [n, D'], or None when there is none worth sharing. The engine then runs it once per
+        distinct news of a batch (training) or of a split (evaluation), not once per history
+        slot, and calls `encode_inputs` on the gathered results."""
+        return None
+
+    def encode_inputs(self, inputs: Tensor, history_mask: Tensor) -> Tensor:
+        """`encode` from `news_inputs` gathered per history slot [B, N, D'] -> [B, D]."""
+        raise NotImplementedError

@@ -132,8 +132,14 @@ class MultiHeadSelfAttention(nn.Module):
         self, x: Tensor, mask: Tensor, return_weights: bool = False
     ) -> Tensor | tuple[Tensor, Tensor]:
         """x [B, L, in_dim], mask [B, L] -> [B, L, heads * head_dim] (and weights [B, h, L, L])."""
-        B, L, _ = x.shape
         qkv = self.qkv(x)  # [B, L, 3 * h * hd]: Q_k e_i, K_k e_j, V_k e_j of every head k
+        return self.attend(qkv, mask, return_weights)
+
+    def attend(
+        self, qkv: Tensor, mask: Tensor, return_weights: bool = False
+    ) -> Tensor | tuple[Tensor, Tensor]:
+        """The attention from the projections qkv [B, L, 3 * h * hd] (see `forward`)."""
+        B, L, _ = qkv.shape
         p = self.dropout if self.training else 0.0
         if self.kernel is not None and not return_weights:
             return self.kernel(qkv, mask, self.heads, self.head_dim, p)

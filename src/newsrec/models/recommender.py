@@ -94,13 +94,21 @@ class Recommender(nn.Module):
         For a user-dependent news encoder the distinct unit is the (user, news) pair; `user`
         then has the shape of `rows`.
         """
-        flat = rows.reshape(-1)
         if self.needs_user and user is None:
             raise ValueError("this news encoder needs the user of each news (needs_user)")
         if not self.dedup:
             users = user.reshape(-1) if self.needs_user else None
-            features = news_features(table, flat, self.news_encoder.features)
+            features = news_features(table, rows.reshape(-1), self.news_encoder.features)
             return self.news_encoder(features, user=users).view(*rows.shape, -1)
+        vectors, inverse = self.encode_distinct(table, rows, user)
+        return vectors[inverse]
+
+    def encode_distinct(
+        self, table: dict[str, Tensor], rows: Tensor, user: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """The distinct news of `rows` encoded once -> (vectors [U, D], index of each of
+        `rows` into them, shaped like `rows`); see `encode_news`."""
+        flat = rows.reshape(-1)
         if self.needs_user:
             num_news = table["title"].shape[0]
             unique, inverse = torch.unique(user.reshape(-1) * num_news + flat, return_inverse=True)
@@ -115,17 +123,26 @@ class Recommender(nn.Module):
             news_rows = torch.cat([news_rows, news_rows.new_zeros(extra)])
             users = None if users is None else torch.cat([users, users.new_zeros(extra)])
         vectors = encode_rows(self.news_encoder, table, news_rows, users)  # [U + extra, D]
-        return vectors[inverse].view(*rows.shape, -1)
+        return vectors, inverse.view(rows.shape)
 
     # -- scoring ------------------------------------------------------------------------------
     def forward(self, batch: dict[str, Tensor], table: dict[str, Tensor]) -> Tensor:
         """Click logits [B, C] for a batch with one history per row (training, exact scoring)."""
         history, candidates, user = batch["history"], batch["candidates"], batch["user"]
-        n = history.shape[1]
+        n, mask = history.shape[1], batch["history_mask"]
         rows = torch.cat([history, candidates], dim=1)  # one unique over both: they overlap
         users = user[:, None].expand_as(rows) if self.needs_user else None
-        vectors = self.encode_news(table, rows, users)  # [B, N + C, D]
-        return self.click_scores(vectors[:, :n], batch["history_mask"], user, vectors[:, n:])
+        if not self.dedup:
+            vectors = self.encode_news(table, rows, users)  # [B, N + C, D]
+            return self.click_scores(vectors[:, :n], mask, user, vectors[:, n:])
+        vectors, index = self.encode_distinct(table, rows, users)  # [U, D], [B, N + C]
+        inputs = None if self.candidate_aware else self.user_encoder.news_inputs(vectors)
+        if inputs is None:
+            return self.click_scores(vectors[index[:, :n]], mask, user, vectors[index[:, n:]])
+        # The user encoder's per-news work (NRMS: eq. 6's Q, K, V) once per distinct news.
+        u = self.user_encoder.encode_inputs(inputs[index[:, :n]], mask)
+        u = u + self.empty_history_term(mask)  # as user_vector
+        return self.click_predictor(u, vectors[index[:, n:]])  # eq. 11
 
     def click_scores(
         self, history: Tensor, history_mask: Tensor, user: Tensor, candidates: Tensor

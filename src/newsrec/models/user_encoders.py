@@ -70,6 +70,16 @@ class SelfAttentionUserEncoder(UserEncoder):
             x = self.self_attention(history, history_mask)  # eq. 6-7: [B, N, D]
         return self.pooling(x, history_mask)[0]  # eq. 8-10: [B, D]
 
+    # Eq. 6's Q, K and V project each clicked news on its own: once per distinct news.
+    def news_inputs(self, vectors: Tensor) -> Tensor | None:
+        if self.self_attention is None:
+            return None
+        return self.self_attention.qkv(vectors)  # [n, 3D]
+
+    def encode_inputs(self, inputs: Tensor, history_mask: Tensor) -> Tensor:
+        x = self.self_attention.attend(inputs, history_mask)  # eq. 6-7 from Q, K, V
+        return self.pooling(x, history_mask)[0]  # eq. 8-10
+
 
 class AdditiveUserEncoder(UserEncoder):
     """NAML user encoder: additive attention over the clicked news. Empty history -> zeros."""

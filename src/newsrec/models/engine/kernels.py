@@ -102,9 +102,26 @@ def fused_attention(
     return _finish(out, mask)
 
 
+def cpu_attention(
+    qkv: Tensor, mask: Tensor, heads: int, head_dim: int, dropout: float = 0.0
+) -> Tensor:
+    """NRMS eq. 1-2 (6-7) on CPU: keys-first products, or the fused kernel where its blocks
+    win, measured on this project's CPU (benchmarks/RESULTS.md, "Attention on CPU"):
+    float32 rows of 32 keys or more (user histories of 50 news: 1.3x with gradients), and
+    without gradients any product of 2M scores or more (an evaluation batch's 300 histories
+    of 24+ news: 2.6-4x). bf16 always takes the plain products: the fused kernel is 3-8x
+    slower there. Titles in training (L <= 30, with gradients) stay keys-first."""
+    B, L = mask.shape
+    if qkv.dtype == torch.float32 and (
+        L >= 32 or (not qkv.requires_grad and B * heads * L * L >= 1 << 21)
+    ):
+        return fused_attention(qkv, mask, heads, head_dim, dropout)
+    return keys_first_attention(qkv, mask, heads, head_dim, dropout)
+
+
 def attention_kernel(device: torch.device):
-    """The attention kernel for `device`: keys-first plain products on CPU, fused elsewhere."""
-    return keys_first_attention if device.type == "cpu" else fused_attention
+    """The attention kernel for `device`: `cpu_attention` on CPU, fused elsewhere."""
+    return cpu_attention if device.type == "cpu" else fused_attention
 
 
 def use_fast_kernels(model: nn.Module, device: torch.device, fast: bool = True) -> None:
