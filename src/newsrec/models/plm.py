@@ -31,7 +31,7 @@ from torch.utils.checkpoint import checkpoint
 
 from newsrec.data.info import DataInfo
 from newsrec.models.base import NewsEncoder
-from newsrec.models.layers import AdditiveAttention
+from newsrec.models.layers import AdditiveAttention, Dropout
 
 log = logging.getLogger(__name__)
 LAYER_LISTS = ("encoder.layer", "transformer.layer", "layers")
@@ -156,7 +156,7 @@ class PLMNewsEncoder(NewsEncoder):
         hidden = self.plm.config.hidden_size
         self.pooling = pooling
         self.attention = AdditiveAttention(hidden, query_dim) if pooling == "additive" else None
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)  # the engine gives it the cheap CPU mask
         self.projection = nn.Linear(hidden, dim)
         self.cache_frozen = cache_frozen and bool(self.frozen)
         self.cache = FrozenStateCache(data.num_news, getattr(torch, cache_dtype))

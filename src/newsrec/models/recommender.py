@@ -20,6 +20,12 @@ from newsrec.models.engine.packing import bucket
 from newsrec.models.init import init_weights
 
 
+def take(rows: Tensor, index: Tensor) -> Tensor:
+    """rows[index] -> [*index.shape, D] for rows [U, D]: as indexing, but its backward adds
+    the gradients up 4-5x faster on CPU (index_select's, not index_put's)."""
+    return rows.index_select(0, index.reshape(-1)).view(*index.shape, rows.shape[-1])
+
+
 class Recommender(nn.Module):
     """News encoder + user encoder + click predictor (models/base.py says what each declares).
 
@@ -101,7 +107,7 @@ class Recommender(nn.Module):
             features = news_features(table, rows.reshape(-1), self.news_encoder.features)
             return self.news_encoder(features, user=users).view(*rows.shape, -1)
         vectors, inverse = self.encode_distinct(table, rows, user)
-        return vectors[inverse]
+        return take(vectors, inverse)
 
     def encode_distinct(
         self, table: dict[str, Tensor], rows: Tensor, user: Tensor | None = None
@@ -138,11 +144,12 @@ class Recommender(nn.Module):
         vectors, index = self.encode_distinct(table, rows, users)  # [U, D], [B, N + C]
         inputs = None if self.candidate_aware else self.user_encoder.news_inputs(vectors)
         if inputs is None:
-            return self.click_scores(vectors[index[:, :n]], mask, user, vectors[index[:, n:]])
+            clicked, shown = take(vectors, index[:, :n]), take(vectors, index[:, n:])
+            return self.click_scores(clicked, mask, user, shown)
         # The user encoder's per-news work (NRMS: eq. 6's Q, K, V) once per distinct news.
-        u = self.user_encoder.encode_inputs(inputs[index[:, :n]], mask)
+        u = self.user_encoder.encode_inputs(take(inputs, index[:, :n]), mask)
         u = u + self.empty_history_term(mask)  # as user_vector
-        return self.click_predictor(u, vectors[index[:, n:]])  # eq. 11
+        return self.click_predictor(u, take(vectors, index[:, n:]))  # eq. 11
 
     def click_scores(
         self, history: Tensor, history_mask: Tensor, user: Tensor, candidates: Tensor
