@@ -105,16 +105,13 @@ def fused_attention(
 def cpu_attention(
     qkv: Tensor, mask: Tensor, heads: int, head_dim: int, dropout: float = 0.0
 ) -> Tensor:
-    """NRMS eq. 1-2 (6-7) on CPU: keys-first products, or the fused kernel where its blocks
-    win, measured on this project's CPU (benchmarks/RESULTS.md, "Attention on CPU"):
-    float32 rows of 32 keys or more (user histories of 50 news: 1.3x with gradients), and
-    without gradients any product of 2M scores or more (an evaluation batch's 300 histories
-    of 24+ news: 2.6-4x). bf16 always takes the plain products: the fused kernel is 3-8x
-    slower there. Titles in training (L <= 30, with gradients) stay keys-first."""
-    B, L = mask.shape
-    if qkv.dtype == torch.float32 and (
-        L >= 32 or (not qkv.requires_grad and B * heads * L * L >= 1 << 21)
-    ):
+    """NRMS eq. 1-2 (6-7) on CPU: keys-first products, or torch's fused kernel where its
+    blocks win on this project's CPU (`benchmarks/bench_attention.py`): float32 rows of 48
+    keys or more with gradients (a training batch's 50-news histories: 1.35x) and of 32 or
+    more without (an evaluation batch's long histories: 1.5x). Titles (30 words at most)
+    and bf16, where the fused kernel is 2-9x slower, always take the plain products."""
+    length = mask.shape[1]
+    if qkv.dtype == torch.float32 and length >= (48 if qkv.requires_grad else 32):
         return fused_attention(qkv, mask, heads, head_dim, dropout)
     return keys_first_attention(qkv, mask, heads, head_dim, dropout)
 
