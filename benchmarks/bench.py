@@ -79,7 +79,11 @@ def part_generate(args) -> dict:
     start = time.perf_counter()
     paths = source.prepare(args.data_dir)
     size = sum(f.stat().st_size for f in paths.train.parent.rglob("*") if f.is_file())
-    return {"generate_s": time.perf_counter() - start, "disk_gib": size / 2**30}
+    return {
+        "generate_s": time.perf_counter() - start,
+        "disk_gib": size / 2**30,
+        "peak_gib": peak_rss_gib(),
+    }
 
 
 def part_preprocess(args) -> dict:

@@ -106,12 +106,13 @@ def cpu_attention(
     qkv: Tensor, mask: Tensor, heads: int, head_dim: int, dropout: float = 0.0
 ) -> Tensor:
     """NRMS eq. 1-2 (6-7) on CPU: keys-first products, or torch's fused kernel where its
-    blocks win on this project's CPU (`benchmarks/bench_attention.py`): float32 rows of 48
-    keys or more with gradients (a training batch's 50-news histories: 1.35x) and of 32 or
-    more without (an evaluation batch's long histories: 1.5x). Titles (30 words at most)
-    and bf16, where the fused kernel is 2-9x slower, always take the plain products."""
+    blocks win on this project's CPU (`benchmarks/bench_attention.py`, two runs): float32
+    rows of 48 keys or more with gradients (a training batch's 50-news histories: 1.2-1.35x)
+    and of 24 or more without (an evaluation batch's long histories: 1.0-2.8x, and far
+    steadier when other tenants load the memory bus). bf16, where the fused kernel is 2-9x
+    slower, and shorter rows take the plain products."""
     length = mask.shape[1]
-    if qkv.dtype == torch.float32 and length >= (48 if qkv.requires_grad else 32):
+    if qkv.dtype == torch.float32 and length >= (48 if qkv.requires_grad else 24):
         return fused_attention(qkv, mask, heads, head_dim, dropout)
     return keys_first_attention(qkv, mask, heads, head_dim, dropout)
 
