@@ -17,7 +17,6 @@ from torch import nn
 from newsrec.data.info import DataInfo
 from newsrec.models.engine.kernels import (
     cheap_dropout,
-    cpu_attention,
     fused_attention,
     keys_first_attention,
     use_fast_kernels,
@@ -209,7 +208,7 @@ def test_self_attention_ignores_masked_keys_and_all_masked_rows_are_zero():
     assert torch.allclose(out[:2], (by_hand @ v).transpose(1, 2).reshape(3, 6, 6)[:2], atol=1e-6)
     # the engine's kernels (keys-first on CPU, fused elsewhere) give the same numbers, with
     # the same zero output for a row without keys
-    for kernel in (keys_first_attention, fused_attention, cpu_attention):
+    for kernel in (keys_first_attention, fused_attention):
         mhsa.kernel = kernel
         assert torch.allclose(mhsa(x, mask), out, atol=1e-6), kernel.__name__
     mhsa.kernel = None
@@ -227,43 +226,6 @@ def test_self_attention_ignores_masked_keys_and_all_masked_rows_are_zero():
     x2 = x.clone()
     x2[0, 4:] = 100 * torch.randn(2, 12)
     assert torch.allclose(mhsa(x2, mask)[0, :4], out[0, :4], atol=1e-5)
-
-
-def test_the_cpu_kernel_picks_the_faster_path_and_keeps_the_numbers(monkeypatch):
-    """cpu_attention takes the fused kernel for long float32 rows (user histories), longer
-    with gradients than without; either way eq. 1-2 with masked keys, and gradients."""
-    import newsrec.models.engine.kernels as kernels
-
-    fused_calls = []
-    monkeypatch.setattr(
-        kernels, "fused_attention", lambda *a: fused_calls.append(1) or fused_attention(*a)
-    )
-    torch.manual_seed(0)
-    mhsa = MultiHeadSelfAttention(in_dim=12, heads=4, head_dim=4)
-    for rows, length, grad, fused in (
-        (8, 50, True, True),  # a training batch's histories
-        (8, 24, False, True),  # an evaluation batch's long histories
-        (8, 40, True, False),  # shorter rows in training
-        (8, 16, False, False),  # titles, short histories
-    ):
-        x = torch.randn(rows, length, 12, requires_grad=grad)
-        mask = torch.rand(rows, length) < 0.7
-        mask[0] = False  # an empty history: zero output
-        results = []
-        for kernel in (None, cpu_attention):
-            mhsa.kernel = kernel
-            fused_calls.clear()
-            with torch.set_grad_enabled(grad):
-                out = mhsa(x, mask)
-                grads = torch.autograd.grad(out.square().sum(), x) if grad else None
-            results.append((out.detach(), grads))
-        assert bool(fused_calls) == fused
-        (plain, plain_grad), (fast, fast_grad) = results
-        torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-5)
-        assert (fast[0] == 0).all()
-        if grad:
-            torch.testing.assert_close(fast_grad, plain_grad, rtol=1e-4, atol=1e-5)
-    mhsa.kernel = None
 
 
 def test_packed_pooling_equals_padded_pooling():

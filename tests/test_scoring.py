@@ -14,7 +14,9 @@ from torch import nn
 from newsrec.data.datamodule import MindDataModule
 from newsrec.data.synthetic import SyntheticSource
 from newsrec.models.engine import EvaluationCache, encode_rows
+from newsrec.models.engine.kernels import cpu_attention, fused_attention
 from newsrec.models.engine.packing import bucket
+from newsrec.models.layers import MultiHeadSelfAttention
 from newsrec.models.recommender import Recommender
 
 from conftest import CONF
@@ -199,3 +201,40 @@ def test_kernels_follow_the_device_the_model_is_moved_to(dm):
     model.to("meta")  # any other device: torch's fused attention, torch's dropout
     assert attention.kernel.__name__ == "fused_attention"
     assert model.news_encoder.dropout.kernel is None
+
+
+def test_the_cpu_kernel_picks_the_faster_path_and_keeps_the_numbers(monkeypatch):
+    """cpu_attention takes the fused kernel for long float32 rows (user histories), longer
+    with gradients than without; either way eq. 1-2 with masked keys, and gradients."""
+    import newsrec.models.engine.kernels as kernels
+
+    fused_calls = []
+    monkeypatch.setattr(
+        kernels, "fused_attention", lambda *a: fused_calls.append(1) or fused_attention(*a)
+    )
+    torch.manual_seed(0)
+    mhsa = MultiHeadSelfAttention(in_dim=12, heads=4, head_dim=4)
+    for rows, length, grad, fused in (
+        (8, 50, True, True),  # a training batch's histories
+        (8, 24, False, True),  # an evaluation batch's long histories
+        (8, 40, True, False),  # shorter rows in training
+        (8, 16, False, False),  # titles, short histories
+    ):
+        x = torch.randn(rows, length, 12, requires_grad=grad)
+        mask = torch.rand(rows, length) < 0.7
+        mask[0] = False  # an empty history: zero output
+        results = []
+        for kernel in (None, cpu_attention):
+            mhsa.kernel = kernel
+            fused_calls.clear()
+            with torch.set_grad_enabled(grad):
+                out = mhsa(x, mask)
+                grads = torch.autograd.grad(out.square().sum(), x) if grad else None
+            results.append((out.detach(), grads))
+        assert bool(fused_calls) == fused
+        (plain, plain_grad), (fast, fast_grad) = results
+        torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-5)
+        assert (fast[0] == 0).all()
+        if grad:
+            torch.testing.assert_close(fast_grad, plain_grad, rtol=1e-4, atol=1e-5)
+    mhsa.kernel = None
