@@ -156,8 +156,8 @@ def test_buckets_bound_the_shapes_a_run_sees_for_little_padding():
 @pytest.mark.parametrize("name", ["nrms", "nrms_no_attention", "npa"])
 def test_the_engine_computes_what_the_plain_model_does(dm, name):
     """Training scores and gradients with the engine (kernels for the device, distinct news
-    encoded once, titles packed or grouped by length) equal those of the papers' padded
-    computations."""
+    encoded once, titles packed or grouped by length, histories grouped by length) equal
+    those of the papers' padded computations."""
     model, table = build(name, dm)
     model.double()  # float64: gradients summed over thousands of words, without rounding noise
     plain = plain_copy(model)
@@ -166,7 +166,9 @@ def test_the_engine_computes_what_the_plain_model_does(dm, name):
             assert layer.kernel is not None or layer.p == 0.0
     for layer in plain.modules():
         assert getattr(layer, "kernel", None) is None
-    batch = impression_batch(impressions(dm, 6))
+    # 40 histories of varied length with extra padding: the engine encodes them in two
+    # length groups, each cut to its longest (Recommender.users_from_inputs)
+    batch = impression_batch(impressions(dm, 40), extra_history=5)
     results = []
     for m in (model, plain):
         m.zero_grad()
