@@ -42,6 +42,7 @@ from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
+from newsrec.data.ragged import slices
 from newsrec.ranking import top_k_candidates
 
 NAMES = ("diversity_category", "diversity_vector", "coverage", "novelty", "personalization")
@@ -197,10 +198,6 @@ class BeyondAccuracy(Metric):
         return dict(zip(names, values, strict=True))
 
 
-def _parts(n: int, size: int = 1 << 22) -> list[slice]:
-    return [slice(start, min(start + size, n)) for start in range(0, n, size)]
-
-
 class BeyondAccuracyCallback(pl.Callback):
     """Beyond-accuracy metrics of the test split's top-k lists (pool=impression), logged as
     `test/<name>@k` beside the accuracy metrics, hence in metrics.json.
@@ -229,12 +226,12 @@ class BeyondAccuracyCallback(pl.Callback):
         train, num_news = data.splits["train"], len(data.news["title"])
         clicks, listed = np.zeros(num_news, dtype=np.int64), np.zeros(num_news, dtype=bool)
         # A few million candidates at a time: MIND-large's splits hold ~90M each.
-        for part in _parts(len(train.candidates)):
+        for part in slices(len(train.candidates), 1 << 22):
             clicked = np.asarray(train.candidates[part])[np.asarray(train.labels[part]) == 1]
             clicks += np.bincount(clicked, minlength=num_news)
         self.information = self_information(clicks, len(train)).to(pl_module.device)
         tested = data.splits[trainer.datamodule.test_split].candidates
-        for part in _parts(len(tested)):
+        for part in slices(len(tested), 1 << 22):
             listed[np.asarray(tested[part])] = True
         self.catalogue = int(listed[1:].sum())  # row 0 (news missing from news.tsv) is no news
         self.vectors: Tensor | None = None

@@ -38,7 +38,7 @@ from newsrec.data.info import DataInfo
 from newsrec.data.mind import DataError
 from newsrec.data.plm_tokens import PlmTokenConfig, load_or_tokenize
 from newsrec.data.preprocess import load_or_build
-from newsrec.data.ragged import lengths_to_offsets, pad_rows, take_rows
+from newsrec.data.ragged import lengths_to_offsets, pad_rows, slices, take_rows
 
 log = logging.getLogger(__name__)
 
@@ -405,8 +405,8 @@ class MindDataModule(pl.LightningDataModule):
             (arrays.candidate_offsets, arrays.candidates),
             (arrays.history_offsets, arrays.history),
         ):
-            for start in range(0, len(rows), 1 << 18):  # 256k impressions at a time
-                seen[take_rows(offsets, values, rows[start : start + (1 << 18)])] = True
+            for part in slices(len(rows), 1 << 18):  # 256k impressions at a time
+                seen[take_rows(offsets, values, rows[part])] = True
         return torch.from_numpy(np.flatnonzero(seen))
 
     def _eval_loader(self, split: str) -> DataLoader:

@@ -81,3 +81,9 @@ def row_chunks(offsets: np.ndarray, max_values: int) -> Iterator[tuple[int, int]
         last = min(max(last, first + 1), rows)
         yield first, last
         first = last
+
+
+def slices(n: int, size: int) -> list[slice]:
+    """Consecutive slices of at most `size` covering range(n) (one empty slice when n is 0):
+    how flat arrays too large to process at once are walked."""
+    return [slice(start, start + size) for start in range(0, max(n, 1), size)]

@@ -166,10 +166,9 @@ class Recommender(nn.Module):
         users = []
         for part in parts:
             part_mask = mask[part]
-            used = used_columns(part_mask)  # histories are left-padded: their last columns
             # Widths rounded up to a multiple of 8 (at most 7 per group over a run): in bf16 on
             # CPU every new shape costs a cached oneDNN primitive (engine/packing.py, bucket).
-            cut = slice(max(0, used.stop - -(-(used.stop - used.start) // 8) * 8), used.stop)
+            cut = used_columns(part_mask, step=8)
             users.append(encode(take(inputs, history[part][:, cut]), part_mask[:, cut]))
         return unsort(torch.cat(users), order)
 

@@ -74,11 +74,18 @@ def length_groups(
     return order, [order[a:b] for a, b in group_bounds(len(order), groups or 1)]
 
 
-def used_columns(mask: Tensor) -> slice:
+def used_columns(mask: Tensor, step: int = 1) -> slice:
     """The columns of mask [n, L] that hold a real item of some row (at least one column):
-    cuts right padding (titles) and left padding (histories) alike."""
+    cuts right padding (titles) and left padding (histories) alike. With `step`, the cut is
+    widened into the padding to a multiple of `step` columns (fewer shapes, see `bucket`)."""
     used = mask.any(0).nonzero()
-    return slice(int(used.min()), int(used.max()) + 1) if len(used) else slice(0, 1)
+    if not len(used):
+        return slice(0, 1)
+    start, stop = int(used.min()), int(used.max()) + 1
+    width = -(-(stop - start) // step) * step
+    if stop == mask.shape[1]:  # left padding (histories end at the last column): widen left
+        return slice(max(0, stop - width), stop)
+    return slice(start, min(mask.shape[1], start + width))
 
 
 def unsort(x: Tensor, order: Tensor) -> Tensor:
@@ -125,7 +132,7 @@ class Packed:
         self.index = pack(mask)  # [T]
         self.row = torch.div(self.index, mask.shape[1], rounding_mode="floor")  # row of each item
         ends = mask.sum(1).cumsum(0).tolist()
-        n, width = mask.shape
+        n = mask.shape[0]
         if rows is None:
             bounds = group_bounds(n, groups)
         else:
@@ -133,11 +140,7 @@ class Packed:
         self.rows, self.tokens, self.masks, self.indices = [], [], [], []
         for a, b in bounds:
             sub = mask[a:b]
-            used = used_columns(sub)
-            stop = min(
-                width, used.start + -(-(used.stop - used.start) // column_step) * column_step
-            )
-            sub = sub[:, used.start : stop]
+            sub = sub[:, used_columns(sub, column_step)]
             self.rows.append(slice(a, b))
             self.tokens.append(slice(ends[a - 1] if a else 0, ends[b - 1]))
             self.masks.append(sub)
