@@ -297,7 +297,8 @@ def section_encode(run: Run) -> dict:
     users: histories of 50 clicks (the paper's fixed length, all 50 real) drawn from the
     world's news vectors, encoded from the cached per-news projections as evaluation does.
     """
-    from newsrec.models.engine import EvaluationCache, encode_all_news
+    from newsrec.evaluation.scorer import Scorer
+    from newsrec.models.engine.cache import all_news_vectors
 
     cfg, dm = world(run)
     module = _module(cfg, dm).to(run.device).eval()
@@ -310,13 +311,14 @@ def section_encode(run: Run) -> dict:
     out = {"news": n, "users": n, "history_len": 50}
     for precision, bf16 in (("32-true", False), ("bf16-mixed", True)):
         with torch.no_grad(), run.autocast(bf16):
-            encode_all_news(module.recommender.news_encoder, {"title": titles["title"][:chunk]})
+            encoder = module.recommender.news_encoder
+            all_news_vectors(encoder, titles, torch.arange(chunk, device=run.device))
             run.sync()  # warm-up above: kernel choice and allocation are not timed
             start = time.perf_counter()
-            encode_all_news(module.recommender.news_encoder, titles)
+            all_news_vectors(encoder, titles, torch.arange(n, device=run.device))
             run.sync()
             news_s = time.perf_counter() - start
-            cache = EvaluationCache(module.recommender, table)
+            cache = Scorer(module.recommender, table)
             mask = torch.ones(chunk, 50, dtype=torch.bool, device=run.device)
             user = torch.zeros(chunk, dtype=torch.long, device=run.device)
             parts = [history[i : i + chunk] for i in range(0, n, chunk)]

@@ -34,7 +34,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from newsrec.data.arrays import PreprocessConfig, Preprocessed, SplitArrays, Vocabulary
-from newsrec.data.info import DataInfo, NewsInputs
+from newsrec.data.info import DataInfo, NewsInputs, news_table_tensors
 from newsrec.data.mind import DataError
 from newsrec.data.plm_tokens import PlmTokenConfig, load_or_tokenize
 from newsrec.data.preprocess import load_or_build
@@ -355,7 +355,7 @@ class MindDataModule(pl.LightningDataModule):
         }
 
     def news_table(self) -> dict[str, torch.Tensor]:
-        return {k: torch.from_numpy(np.array(v, dtype=np.int64)) for k, v in self.data.news.items()}
+        return news_table_tensors(self.data.news)
 
     def _rank(self) -> tuple[int, int]:
         trainer = self.trainer

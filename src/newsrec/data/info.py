@@ -16,8 +16,10 @@ With a PLM news encoder (newsrec.data.plm_tokens, newsrec.models.plm) also:
 
     plm_title       int64 [num_news, max_len]       the PLM tokenizer's ids, specials included
     plm_title_mask  int64 [num_news, max_len]       1 = real token, 0 = padding
-    row             int64 [num_news]                the row index (added by NewsRecModule),
-                                                    the key of per-news caches
+
+and, as tensors (`news_table_tensors`), the row index, the key of per-news caches:
+
+    row             int64 [num_news]                0, 1, ..., num_news - 1
 
 A batch is a dict of tensors that index into that table (newsrec.data.datamodule).
 
@@ -51,6 +53,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+import numpy as np
 import torch
 
 NEWS_FEATURES = ("title", "abstract", "category", "subcategory", "title_entities")
@@ -75,6 +78,17 @@ class NewsInputs:
     def vocab_fields(self) -> tuple[str, ...]:
         """The texts whose words feed the vocabulary (at least the title)."""
         return tuple(t for t in TEXTS if t in self.features) or ("title",)
+
+
+def news_table_tensors(arrays: dict) -> dict[str, torch.Tensor]:
+    """The news table's arrays as tensors (integers as int64, the dtype embeddings take;
+    floats as they are), with the row index `row`."""
+    table = {}
+    for name, array in arrays.items():
+        dtype = np.float32 if np.issubdtype(np.asarray(array).dtype, np.floating) else np.int64
+        table[name] = torch.from_numpy(np.array(array, dtype=dtype))  # a copy: caches are read-only
+    table["row"] = torch.arange(len(next(iter(table.values()))))
+    return table
 
 
 @dataclass
