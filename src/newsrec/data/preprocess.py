@@ -30,7 +30,7 @@ import pyarrow.compute as pc
 
 from newsrec.constants import DAY, SPLITS
 from newsrec.data.arrays import PreprocessConfig, Preprocessed, SplitArrays, Vocabulary
-from newsrec.data.info import SplitPaths
+from newsrec.data.info import NEWS_FEATURES, SplitPaths
 from newsrec.data.mind import (
     Behaviors,
     News,
@@ -222,6 +222,10 @@ def build(
     folders = {"train": paths.train, "dev": paths.dev, "test": paths.test}
     folders = {k: Path(v) for k, v in folders.items() if v is not None}
     with progress_bar(progress) as bar:
+        if paths.layout == "ebnerd":  # parquet files (issue 22)
+            from newsrec.data.ebnerd.build import build_ebnerd
+
+            return build_ebnerd(paths, cfg, vocab, bar)
         return _build(folders, paths.has_truth, cfg, vocab, bar)
 
 
@@ -283,6 +287,8 @@ def _build(
         report.add(
             f"{split} impressions of users unseen in training", int((arrays.user == 0).sum())
         )
+    # xMIND's translated news have no entities (MIND's offsets point into the English text)
+    features = tuple(f for f in NEWS_FEATURES if f != "title_entities" or table[f].any())
     return Preprocessed(
         config=cfg,
         vocab=vocab_built,
@@ -291,6 +297,7 @@ def _build(
         splits=splits,
         val_start=val_start,
         report=dict(report.counts),
+        features=features,
     )
 
 
@@ -322,19 +329,32 @@ def _entity_vectors(folders: dict[str, Path], entities: list[str], report: Repor
 _SPLIT_FIELDS = [f for f in SplitArrays.__dataclass_fields__ if f != "truth"]
 
 
-def cache_key(paths: SplitPaths, cfg: PreprocessConfig, vocab: Vocabulary | None) -> str:
-    digest = hashlib.sha256()
+_INPUTS = {
+    "mind": ("news.tsv", "behaviors.tsv", "entity_embedding.vec", "click_probability.tsv"),
+    "ebnerd": ("behaviors.parquet", "history.parquet", "click_probability.parquet"),
+}
+
+
+def _input_files(paths: SplitPaths) -> list[Path]:
+    """Every file preprocessing reads (the cache key hashes their path, size and time)."""
     files = []
     for split in SPLITS:
         folder = getattr(paths, split)
-        if folder is None:
-            continue
-        for name in ("news.tsv", "behaviors.tsv", "entity_embedding.vec", "click_probability.tsv"):
-            path = Path(folder) / name
-            if path.exists():
-                stat = path.stat()
-                files.append([str(path.resolve()), stat.st_size, stat.st_mtime_ns])
+        if folder is not None:
+            files += [Path(folder) / name for name in _INPUTS[paths.layout]]
+    extra = [*paths.articles, paths.document_vectors]
+    return [p for p in [*files, *(Path(e) for e in extra if e is not None)] if p.exists()]
+
+
+def cache_key(paths: SplitPaths, cfg: PreprocessConfig, vocab: Vocabulary | None) -> str:
+    digest = hashlib.sha256()
+    files = []
+    for path in _input_files(paths):
+        stat = path.stat()
+        files.append([str(path.resolve()), stat.st_size, stat.st_mtime_ns])
     payload = {"version": CACHE_VERSION, "files": files, "config": asdict(cfg)}
+    if paths.layout != "mind":  # MIND's keys stay what they were
+        payload["layout"] = [paths.layout, paths.document_vector_column]
     if vocab is not None:
         payload["vocab"] = hashlib.sha256(json.dumps(asdict(vocab)).encode()).hexdigest()
     digest.update(json.dumps(payload, sort_keys=True).encode())
@@ -360,6 +380,8 @@ def save(data: Preprocessed, folder: Path) -> Path:
             "splits": list(data.splits),
             "val_start": data.val_start,
             "report": data.report,
+            "news": list(data.news),
+            "features": list(data.features),
         }
         # meta.json is written last: a folder without it is never trusted.
         (tmp / "meta.json").write_text(json.dumps(meta))
@@ -375,10 +397,7 @@ def load(folder: Path) -> Preprocessed:
     def arr(name: str) -> np.ndarray:
         return np.load(folder / f"{name}.npy", mmap_mode="r")
 
-    news = {
-        name: arr(f"news_{name}")
-        for name in ("title", "abstract", "category", "subcategory", "title_entities")
-    }
+    news = {name: arr(f"news_{name}") for name in meta.get("news", NEWS_FEATURES)}
     splits = {}
     for split in meta["splits"]:
         fields_ = {name: arr(f"{split}_{name}") for name in _SPLIT_FIELDS}
@@ -394,6 +413,7 @@ def load(folder: Path) -> Preprocessed:
         val_start=meta["val_start"],
         report=meta["report"],
         path=folder,
+        features=tuple(meta.get("features", NEWS_FEATURES)),
     )
 
 
