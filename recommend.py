@@ -3,7 +3,7 @@
 
 Writes recommendations.jsonl (one impression a line, best first) and
 recommendations_metrics.json (beyond-accuracy metrics of the lists) to the run folder; with
-export=true also the news and user vectors and a TensorBoard projector (newsrec.export).
+export=true also the news and user vectors and a TensorBoard projector (newsrec.serving.export).
 """
 
 import sys
@@ -11,7 +11,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from newsrec.recommend import RecommendError, recommend
+from newsrec.serving.recommend import RecommendError, recommend
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="recommend")

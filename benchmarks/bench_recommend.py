@@ -6,7 +6,7 @@
 
 Without --checkpoint, an untrained NRMS at paper sizes (300-d words, 16 x 16 heads, a
 256-d news vector) is saved first: ranking costs the same whatever the weights. Each pool
-runs `newsrec.recommend.recommend` as `python recommend.py ... pool=<pool>` does, in its own
+runs `newsrec.serving.recommend.recommend` as `python recommend.py ... pool=<pool>` does, in its own
 process so that its peak memory is its own, and the figures go to
 benchmarks/results_recommend.json (machine and date included; RESULTS.md records them).
 """
@@ -73,7 +73,7 @@ def run_pool(args: argparse.Namespace, checkpoint: str, pool: str, out: str) -> 
     """One recommend() run, in this process (called in a child process by main)."""
     import torch
 
-    from newsrec.recommend import recommend
+    from newsrec.serving.recommend import recommend
 
     if args.threads:
         torch.set_num_threads(args.threads)

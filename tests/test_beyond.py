@@ -1,4 +1,4 @@
-"""Beyond-accuracy metrics (newsrec.beyond) against their definitions written out as loops,
+"""Beyond-accuracy metrics (newsrec.evaluation.beyond) against their definitions written out as loops,
 and the same values from eval.py with one and with two DDP processes."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 import torch
 from test_ddp import run_script
 
-from newsrec.beyond import (
+from newsrec.evaluation.beyond import (
     BeyondAccuracy,
     coverage,
     intra_list_diversity_category,

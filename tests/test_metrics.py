@@ -1,4 +1,4 @@
-"""newsrec.metrics against the official MIND definitions, written out plainly here."""
+"""newsrec.evaluation.metrics against the official MIND definitions, written out plainly here."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from newsrec.constants import METRICS
-from newsrec.metrics import ImpressionMetrics, impression_metrics, segment_metrics
+from newsrec.evaluation.metrics import ImpressionMetrics, impression_metrics, segment_metrics
 
 KEYS = ("auc", "mrr", "ndcg@5", "ndcg@10")
 

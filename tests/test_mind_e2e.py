@@ -21,8 +21,8 @@ import torch
 
 from newsrec.constants import METRICS
 from newsrec.data.mind import tokenize
+from newsrec.evaluation.score import score_files
 from newsrec.runner import evaluate, train
-from newsrec.score import score_files
 
 from conftest import SMALL_NRMS, make_config
 from fixtures_mind import (  # noqa: F401  (no_internet is a fixture)

@@ -17,9 +17,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 import newsrec
 from newsrec.models.module import NewsRecModule
-from newsrec.ranking import news_ids, top_k_lowest_row_on_ties
-from newsrec.recommend import RecommendError, recommend
 from newsrec.runner import datamodule_for_checkpoint, module_data, train
+from newsrec.serving.ranking import news_ids, top_k_lowest_row_on_ties
+from newsrec.serving.recommend import RecommendError, recommend
 
 from conftest import SMALL_NRMS, make_config
 

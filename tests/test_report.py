@@ -22,8 +22,9 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from newsrec.callbacks import ComparisonReport
-from newsrec.report import ORACLE, build_report, main, model_sort_key
+from newsrec.report import ORACLE, build_report, model_sort_key
+from newsrec.report.__main__ import main
+from newsrec.report.callback import ComparisonReport
 
 from conftest import CONF, SMALL_NRMS
 
@@ -208,7 +209,7 @@ def test_experiments_sweep_their_models_and_three_seeds(experiment, models):
     cfg = compose_train(f"experiment={experiment}", "data=synthetic_tiny")
     assert cfg.data.source.preset == "synthetic_tiny"  # data= still applies
     assert f"multirun/{experiment}/" in str(cfg.hydra.sweep.dir)
-    assert cfg.hydra.callbacks.comparison_report._target_ == "newsrec.callbacks.ComparisonReport"
+    assert cfg.hydra.callbacks.comparison_report._target_ == "newsrec.report.ComparisonReport"
     jobs = sweep_jobs(cfg)
     assert sorted(jobs, key=lambda j: (j["model"], j["seed"])) == [
         {"model": m, "seed": s} for m in sorted(models) for s in ("1", "2", "3")

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from newsrec.metrics import impression_metrics
-from newsrec.score import main, score_files, truth_labels
-from newsrec.submission import (
+from newsrec.evaluation.metrics import impression_metrics
+from newsrec.evaluation.score import main, score_files, truth_labels
+from newsrec.evaluation.submission import (
     SubmissionError,
     ranks_from_scores,
     read_prediction,
@@ -217,7 +217,7 @@ def _run_cli(*args: str) -> subprocess.CompletedProcess:
         "PYTHONPATH": os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")])),
     }
     return subprocess.run(
-        [sys.executable, "-m", "newsrec.score", *args],
+        [sys.executable, "-m", "newsrec.evaluation.score", *args],
         env=env,
         capture_output=True,
         text=True,

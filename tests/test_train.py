@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from newsrec.evaluation.score import score_files
 from newsrec.runner import evaluate, train
-from newsrec.score import score_files
 
 from conftest import SMALL_NRMS, make_config
 
@@ -144,7 +144,7 @@ def test_word_attention_picture(trained, data_dir, tmp_path):
     import torch
 
     from newsrec.models.module import NewsRecModule
-    from newsrec.visualize import main, word_attention
+    from newsrec.serving.visualize import main, word_attention
 
     _, metrics = trained
     out = tmp_path / "attention.png"

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
+
+# The config tree lives beside src/ in the repository (train.py and eval.py read it there).
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
 
 def default_precision() -> str:
@@ -42,3 +46,17 @@ def optimized_value(metrics: dict, key: str | None) -> float | None:
             "the model_checkpoint callback)"
         )
     return float(metrics[key])
+
+
+def compose_for_checkpoint(
+    checkpoint: str | Path, data: str, data_dir: str | Path | None = None
+) -> DictConfig:
+    """conf/eval.yaml for `checkpoint` on data config `data`, composed as `python eval.py
+    ckpt_path=... data=...` would be: for Python callers (the API, the pictures' CLI)."""
+    from hydra import compose, initialize_config_dir
+
+    overrides = [f"data={data}", f"ckpt_path={checkpoint}"]
+    if data_dir is not None:
+        overrides.append(f"paths.data_dir={data_dir}")
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose("eval", overrides=overrides)

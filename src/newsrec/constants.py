@@ -12,6 +12,6 @@ SPLITS = ("train", "dev", "test")
 
 DAY = 86_400  # seconds; MIND's protocol holds out the last day(s) of train for validation
 
-# The official MIND metrics, per impression then averaged (newsrec.metrics); metrics.json
+# The official MIND metrics, per impression then averaged (newsrec.evaluation.metrics); metrics.json
 # holds them as `val/<name>`, `test/<name>` and, on a synthetic world, `test/oracle_<name>`.
 METRICS = ("auc", "mrr", "ndcg@5", "ndcg@10")

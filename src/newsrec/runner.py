@@ -27,8 +27,8 @@ from newsrec.constants import METRICS
 from newsrec.data.datamodule import MindDataModule
 from newsrec.data.plm_tokens import PlmTokenConfig
 from newsrec.data.preprocess import Vocabulary
+from newsrec.evaluation.predict import predict_unlabeled
 from newsrec.models.module import ModuleData, NewsRecModule
-from newsrec.predict import predict_unlabeled
 from newsrec.utils.io import atomic_path, write_text
 
 try:

@@ -41,7 +41,7 @@ class NewsEncoder(nn.Module):
 
     def word_attention(self, title: Tensor) -> Tensor:
         """Weights [n, L] the encoder gives each word of titles [n, L] (for pictures:
-        `newsrec.visualize`); zeros at padding."""
+        `newsrec.serving.visualize`); zeros at padding."""
         raise ValueError(f"{type(self).__name__} has no word attention to show")
 
 

@@ -27,7 +27,7 @@ from torch import Tensor
 
 from newsrec.constants import METRICS
 from newsrec.data.info import DataInfo
-from newsrec.metrics import ImpressionMetrics
+from newsrec.evaluation.metrics import ImpressionMetrics
 from newsrec.models.engine import EvaluationCache
 from newsrec.models.recommender import Recommender
 
@@ -206,7 +206,7 @@ class NewsRecModule(pl.LightningModule):
         self._start_eval("test")
 
     def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
-        # Returned for callbacks: the beyond-accuracy metrics rank these (newsrec.beyond).
+        # Returned for callbacks: the beyond-accuracy metrics rank these (newsrec.evaluation.beyond).
         return {"scores": self._eval_step(batch, "test")}
 
     def on_test_epoch_end(self) -> None:

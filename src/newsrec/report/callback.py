@@ -37,7 +37,7 @@ class ComparisonReport(Callback):
             return
         sweep_dir = self.sweep_dir or Path(str(config.hydra.sweep.dir))
         try:
-            from newsrec.report import build_report
+            from newsrec.report.build import build_report
 
             markdown = build_report(sweep_dir)
         except FileNotFoundError as err:  # no finished run: the message says it all

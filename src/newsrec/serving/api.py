@@ -39,7 +39,7 @@ from omegaconf import DictConfig
 
 from newsrec.data.preprocess import PreprocessConfig, Vocabulary, _news_table
 from newsrec.models.module import NewsRecModule
-from newsrec.ranking import Ranker
+from newsrec.serving.ranking import Ranker
 
 log = logging.getLogger(__name__)
 
@@ -69,18 +69,13 @@ def _table_from_data(
     checkpoint: Path, data: str | DictConfig, data_dir: str | Path | None
 ) -> tuple[dict[str, torch.Tensor], list[str]]:
     """The news table of a data config, preprocessed with the checkpoint's vocabulary."""
-    from newsrec.ranking import news_ids
     from newsrec.runner import datamodule_for_checkpoint
+    from newsrec.serving.ranking import news_ids
 
     if isinstance(data, str):
-        from hydra import compose, initialize_config_dir
+        from newsrec.config import compose_for_checkpoint
 
-        conf = Path(__file__).resolve().parents[2] / "conf"
-        overrides = [f"data={data}", f"ckpt_path={checkpoint}"]
-        if data_dir is not None:
-            overrides.append(f"paths.data_dir={data_dir}")
-        with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
-            data = compose("eval", overrides=overrides)
+        data = compose_for_checkpoint(checkpoint, data, data_dir)
     datamodule = datamodule_for_checkpoint(data, checkpoint)
     datamodule.prepare_data()
     datamodule.setup("test")

@@ -16,7 +16,7 @@ Edge cases, decided once for the whole project:
   algorithm. We use the stable version of that expression: among equal scores, the entry that
   comes *later* in the input ranks higher. AUC needs no rule: ties count one half. Ties never
   arise on the leaderboard itself, which scores 1/rank of distinct ranks. Note that
-  :func:`newsrec.submission.ranks_from_scores` gives the *earlier* candidate the better rank,
+  :func:`newsrec.evaluation.submission.ranks_from_scores` gives the *earlier* candidate the better rank,
   so only when a model's scores tie across a click can the metrics of its raw scores and
   those of its submission file differ.
 

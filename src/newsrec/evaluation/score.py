@@ -1,14 +1,14 @@
 """Score a leaderboard submission against the truth, as the MIND competition's scorer does.
 
-    python -m newsrec.score TRUTH PREDICTION [--out scores.json]
+    python -m newsrec.evaluation.score TRUTH PREDICTION [--out scores.json]
 
 TRUTH: lines ``<impression id> [l1,l2,...]`` of 0/1 labels, or a labeled behaviors.tsv.
-PREDICTION: prediction.txt or prediction.zip (see :mod:`newsrec.submission`).
+PREDICTION: prediction.txt or prediction.zip (see :mod:`newsrec.evaluation.submission`).
 
 The two files are read line by line and must agree line for line: same impression id, same
 number of candidates, and ranks that are a permutation of 1..n. Each candidate is scored
 1/rank, as the official scorer does, and the metrics are those of
-:func:`newsrec.metrics.impression_metrics`, so a submission checked here and the metrics
+:func:`newsrec.evaluation.metrics.impression_metrics`, so a submission checked here and the metrics
 printed during evaluation are the same numbers.
 """
 
@@ -29,8 +29,8 @@ from pyarrow import csv as pa_csv
 
 from newsrec.constants import METRICS
 from newsrec.data.ragged import lengths_to_offsets, take_rows
-from newsrec.metrics import impression_metrics
-from newsrec.submission import SubmissionError, iter_prediction, parse_ranked_line
+from newsrec.evaluation.metrics import impression_metrics
+from newsrec.evaluation.submission import SubmissionError, iter_prediction, parse_ranked_line
 
 _DISPLAY = {"auc": "AUC", "mrr": "MRR", "ndcg@5": "nDCG@5", "ndcg@10": "nDCG@10"}
 
@@ -137,7 +137,7 @@ def truth_labels(path: Path | str, impression_ids: np.ndarray, offsets: np.ndarr
 def score_files(truth_path: Path | str, prediction_path: Path | str) -> dict[str, float]:
     """Metrics of a prediction file against a truth file (keys of ``impression_metrics``).
 
-    Raises :class:`~newsrec.submission.SubmissionError`, naming the file and line, when the
+    Raises :class:`~newsrec.evaluation.submission.SubmissionError`, naming the file and line, when the
     files disagree: another impression id, another number of candidates, ranks that are not
     a permutation of 1..n, or a line missing from either file.
     """
@@ -196,7 +196,7 @@ def format_scores(scores: dict[str, float]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m newsrec.score",
+        prog="python -m newsrec.evaluation.score",
         description="Score a MIND prediction.txt/prediction.zip against the truth.",
     )
     parser.add_argument("truth", type=Path, help="truth file ('<id> [0,1,...]') or behaviors.tsv")

@@ -18,13 +18,13 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import BasePredictionWriter
 
-from newsrec.beyond import BeyondAccuracyCallback
 from newsrec.constants import METRICS
 from newsrec.data.datamodule import MindDataModule
-from newsrec.metrics import segment_metrics
+from newsrec.evaluation.beyond import BeyondAccuracyCallback
+from newsrec.evaluation.metrics import segment_metrics
+from newsrec.evaluation.score import truth_labels
+from newsrec.evaluation.submission import ranks_from_scores, write_prediction
 from newsrec.models.module import NewsRecModule
-from newsrec.score import truth_labels
-from newsrec.submission import ranks_from_scores, write_prediction
 
 
 class SplitScores(BasePredictionWriter):
@@ -109,7 +109,7 @@ def predict_unlabeled(
             metrics.update(callback.results)
     truth = Path(datamodule.paths.test or "") / "truth.txt"
     if datamodule.test_split == "test" and truth.is_file():
-        # `python -m newsrec.score truth.txt prediction.zip` gives the same figures.
+        # `python -m newsrec.evaluation.score truth.txt prediction.zip` gives the same figures.
         metrics.update(_hidden_label_metrics(truth, split, scores, predicted, ranks))
     return metrics
 

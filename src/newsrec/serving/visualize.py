@@ -1,6 +1,6 @@
 """Pictures of what a trained model attends to: word attention over news titles.
 
-    python -m newsrec.visualize CHECKPOINT [--data synthetic] [--news 8] [--out attention.png]
+    python -m newsrec.serving.visualize CHECKPOINT [--data synthetic] [--news 8] [--out attention.png]
 
 For models whose news encoder pools words with additive attention (NRMS and its ablations,
 nrms_cnn, LSTUR's title encoder), each row of the picture is one news title of the test
@@ -68,17 +68,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data-dir", default=None, help="where the data lives (default: data/)")
     args = parser.parse_args(argv)
 
-    from hydra import compose, initialize_config_dir
-
+    from newsrec.config import compose_for_checkpoint
     from newsrec.models.module import NewsRecModule
     from newsrec.runner import datamodule_for_checkpoint
 
-    conf = Path(__file__).resolve().parents[2] / "conf"
-    with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
-        overrides = [f"data={args.data}", f"ckpt_path={args.checkpoint}"]
-        if args.data_dir:
-            overrides.append(f"paths.data_dir={args.data_dir}")
-        cfg = compose("eval", overrides=overrides)
+    cfg = compose_for_checkpoint(args.checkpoint, args.data, args.data_dir)
     datamodule = datamodule_for_checkpoint(cfg, Path(args.checkpoint))
     datamodule.setup("test")
     module = NewsRecModule.load_from_checkpoint(args.checkpoint, map_location="cpu").eval()

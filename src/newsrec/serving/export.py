@@ -14,7 +14,7 @@ that is the same for every user and DKN no user vector that is the same for ever
 what is undefined is skipped with a message.
 
 `TensorBoardPictures` (conf/callbacks/default.yaml) does the pictures at the end of a
-training run: the word attention of a few test titles (`newsrec.visualize`) as an image and
+training run: the word attention of a few test titles (`newsrec.serving.visualize`) as an image and
 the test news vectors in the projector.
 """
 
@@ -32,7 +32,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities import rank_zero_only
 
 from newsrec.data.datamodule import EvalBatchSampler
-from newsrec.ranking import Ranker, news_ids
+from newsrec.serving.ranking import Ranker, news_ids
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +168,7 @@ class TensorBoardPictures(pl.Callback):
     def _attention(self, writer, recommender, table, rows, datamodule, step: int) -> None:
         from matplotlib.image import imread
 
-        from newsrec.visualize import plot_word_attention, word_attention
+        from newsrec.serving.visualize import plot_word_attention, word_attention
 
         title = table["title"][rows]
         try:

@@ -1,6 +1,6 @@
 """Beyond-accuracy metrics of top-k lists: diversity, coverage, novelty, personalization.
 
-Accuracy metrics (`newsrec.metrics`) ask whether the clicked news ranks high; these ask what
+Accuracy metrics (`newsrec.evaluation.metrics`) ask whether the clicked news ranks high; these ask what
 the lists a model would show look like. Definitions follow Kaminskas & Bridge, "Diversity,
 serendipity, novelty, and coverage" (ACM TiiS 7(1), 2016), as news recommendation uses them
 since the RecSys 2024 challenge (ebrec's `ebrec.evaluation.beyond_accuracy`). A list L is the
@@ -43,7 +43,7 @@ from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
 from newsrec.data.ragged import slices
-from newsrec.ranking import top_k_candidates
+from newsrec.serving.ranking import top_k_candidates
 
 NAMES = ("diversity_category", "diversity_vector", "coverage", "novelty", "personalization")
 

@@ -10,11 +10,11 @@ Writes to the run folder:
   streams (`pandas.read_json(path, lines=True)`, `jq`, a serving system's loader), and a
   split's lists are a few MB at most; Parquet would be smaller and typed, but unreadable by
   eye and one more format to trust for so little data.
-- `recommendations_metrics.json`: the lists' beyond-accuracy metrics (`newsrec.beyond`).
-- with export=true, the news and user vectors (`newsrec.export`).
+- `recommendations_metrics.json`: the lists' beyond-accuracy metrics (`newsrec.evaluation.beyond`).
+- with export=true, the news and user vectors (`newsrec.serving.export`).
 
 pool=impression ranks each impression's own candidates with eval.py's scores (same order);
-pool=all ranks the whole news table minus the user's history (`newsrec.ranking`).
+pool=all ranks the whole news table minus the user's history (`newsrec.serving.ranking`).
 """
 
 from __future__ import annotations
@@ -31,12 +31,12 @@ import torch
 from omegaconf import DictConfig
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from newsrec.beyond import BeyondAccuracy, self_information
 from newsrec.data.datamodule import EvalBatchSampler
 from newsrec.data.mind import iter_behaviors
+from newsrec.evaluation.beyond import BeyondAccuracy, self_information
 from newsrec.models.module import NewsRecModule
-from newsrec.ranking import Ranker, news_ids, pool_all_problem, top_k_candidates
 from newsrec.runner import datamodule_for_checkpoint, write_metrics
+from newsrec.serving.ranking import Ranker, news_ids, pool_all_problem, top_k_candidates
 
 log = logging.getLogger(__name__)
 POOLS = ("impression", "all")
@@ -133,7 +133,7 @@ def recommend(cfg: DictConfig) -> dict:
         **{n: None if math.isnan(v) else v for n, v in metric.compute(catalogue).items()},
     }
     if cfg.get("export"):
-        from newsrec.export import export_vectors
+        from newsrec.serving.export import export_vectors
 
         summary["export"] = export_vectors(
             out, ranker, dataset, datamodule, ids, users, split, int(cfg.projector_news)

@@ -17,7 +17,7 @@ from typing import IO
 import numpy as np
 
 from newsrec.data.ragged import row_chunks
-from newsrec.metrics import group_score_order
+from newsrec.evaluation.metrics import group_score_order
 from newsrec.utils.io import atomic_path
 from newsrec.utils.progress import progress_bar
 
