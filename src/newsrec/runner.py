@@ -25,6 +25,7 @@ from pytorch_lightning.utilities import rank_zero_only
 import newsrec.config  # noqa: F401  (registers the config resolvers)
 from newsrec.constants import METRICS
 from newsrec.data.datamodule import MindDataModule
+from newsrec.data.features import check_model_data
 from newsrec.data.plm_tokens import PlmTokenConfig
 from newsrec.data.preprocess import Vocabulary
 from newsrec.evaluation.predict import predict_unlabeled
@@ -275,6 +276,7 @@ def train(cfg: DictConfig) -> dict:
         optimizer=cfg.get("optimizer"),
         scheduler=cfg.get("scheduler"),
     )
+    check_model_data(module.recommender.news_encoder, datamodule, cfg.model.get("name", "model"))
     module.use_data(module_data(datamodule, ("val", "test") if cfg.get("test", True) else ("val",)))
     if cfg.get("compile"):
         # In place (checkpoint keys unchanged). Batches vary in size (distinct news, text
@@ -390,6 +392,9 @@ def evaluate(cfg: DictConfig) -> dict:
         datamodule.prepare_data()
         datamodule.setup("test")
     module = NewsRecModule.load_from_checkpoint(path, map_location="cpu")
+    check_model_data(
+        module.recommender.news_encoder, datamodule, str(module.hparams["model"].get("name"))
+    )
     module.use_data(module_data(datamodule, ("test",)))
     trainer: pl.Trainer = hydra.utils.instantiate(
         cfg.trainer, callbacks=_callbacks(cfg), logger=_loggers(cfg) or False

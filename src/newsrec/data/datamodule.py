@@ -36,7 +36,7 @@ from torch.utils.data import DataLoader, Dataset
 from newsrec.data.arrays import PreprocessConfig, Preprocessed, SplitArrays, Vocabulary
 from newsrec.data.info import DataInfo
 from newsrec.data.mind import DataError
-from newsrec.data.plm_tokens import PlmTokenConfig, load_or_tokenize
+from newsrec.data.plm_tokens import PLM_FEATURES, PlmTokenConfig, load_or_tokenize
 from newsrec.data.preprocess import load_or_build
 from newsrec.data.ragged import lengths_to_offsets, pad_rows, slices, take_rows
 
@@ -254,6 +254,7 @@ class MindDataModule(pl.LightningDataModule):
         val_split: str = "dev",
         seed: int = 0,
         plm: dict | None = None,  # PLM tokenisation (plm_tokens.PlmTokenConfig), issue 13
+        language: str | None = None,  # of the news text (ISO 639-3): eng, dan, an xMIND code
     ):
         super().__init__()
         self.source = source
@@ -266,6 +267,7 @@ class MindDataModule(pl.LightningDataModule):
         self.num_workers, self.test_split, self.seed = num_workers, test_split, seed
         self._val_split = val_split  # used when val_days == 0 (no train day held out)
         self.plm = PlmTokenConfig(**{**plm, "fields": tuple(plm["fields"])}) if plm else None
+        self.language = language
         self.vocab: Vocabulary | None = None  # set from a checkpoint to reuse its vocabulary
         self.data: Preprocessed | None = None
 
@@ -347,8 +349,17 @@ class MindDataModule(pl.LightningDataModule):
             "preprocess": asdict(self.preprocess_config),
         }
 
+    @property
+    def features(self) -> tuple[str, ...]:
+        """The news-table features this data has (a model reading another is refused)."""
+        return tuple(self.data.features) + (PLM_FEATURES if self.plm is not None else ())
+
     def news_table(self) -> dict[str, torch.Tensor]:
-        return {k: torch.from_numpy(np.array(v, dtype=np.int64)) for k, v in self.data.news.items()}
+        """Ids as int64, document vectors as float32."""
+        return {
+            k: torch.from_numpy(np.array(v, dtype=np.float32 if v.dtype.kind == "f" else np.int64))
+            for k, v in self.data.news.items()
+        }
 
     def _rank(self) -> tuple[int, int]:
         trainer = self.trainer

@@ -45,3 +45,8 @@ def check_features(needed: Iterable[str], available: Iterable[str], model: str, 
         f"{data} does not have (it has: {', '.join(sorted(set(available)))}). "
         f"To fix: {remedies}."
     )
+
+
+def check_model_data(news_encoder, datamodule, model: str) -> None:
+    """`check_features` for a built news encoder and a set-up datamodule (where runs start)."""
+    check_features(news_encoder.features, datamodule.features, model, repr(datamodule.source))

@@ -231,15 +231,16 @@ class Articles:
 
 def read_articles(paths: tuple[Path, ...] | list[Path]) -> Articles:
     """Every articles.parquet of `paths` (a bundle's, then the test set's), in order."""
-    parts = []
+    parts, duplicates = [], 0
     for path in paths:
         table = read_table(path, S.READ_ARTICLES, optional=S.OPTIONAL_ARTICLES)
         ids = _column(path, table, "article_id").astype(np.int64)
-        parts.append((ids, table))
+        duplicates += len(ids) - len(np.unique(ids))  # within a file (the test set repeats
+        parts.append((ids, table))  # the bundle's articles: that is no duplicate)
     ids = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, np.int64)
     _, first = np.unique(ids, return_index=True)
     keep = np.sort(first)
-    articles = Articles(ids[keep], [], [], [], [], duplicates=len(ids) - len(keep))
+    articles = Articles(ids[keep], [], [], [], [], duplicates=duplicates)
     for _ids, table in parts:
         texts = _article_texts(table)
         for field, values in texts.items():
