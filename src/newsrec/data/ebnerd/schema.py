@@ -116,6 +116,13 @@ OPTIONAL_ARTICLES = {
 }
 
 
+def write_parquet(table: pa.Table, path: Path) -> None:
+    """Write as the published files are written (polars): list children named `item`."""
+    import pyarrow.parquet as pq
+
+    pq.write_table(table, path, use_compliant_nested_type=False)
+
+
 def type_kind(dtype: pa.DataType) -> str:
     """'integer', 'float', 'string', 'timestamp', '<kind> list', or the type's own name."""
     if pa.types.is_integer(dtype):

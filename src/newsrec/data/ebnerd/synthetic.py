@@ -23,7 +23,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from newsrec.constants import DAY
 from newsrec.data.ebnerd import schema as S
@@ -249,20 +248,20 @@ def _write_split(w: World, cfg: EbnerdWorldConfig, split: str, tmp: Path, events
         draw = _concat(draw, _beyond_accuracy(w, cfg, draw))
         beyond = np.arange(len(draw["user"])) >= m
         ids = np.concatenate([ids, np.zeros(int(beyond.sum()), np.int64)])
-        pq.write_table(
+        S.write_parquet(
             _behaviors(w, draw, ids, S.TEST_BEHAVIORS, beyond), folder / "behaviors.parquet"
         )
         truth = pa.schema([*S.TEST_BEHAVIORS, S.BEHAVIORS.field("article_ids_clicked")])
         (tmp / "ebnerd_testset_gt/test").mkdir(parents=True)
-        pq.write_table(
+        S.write_parquet(
             _behaviors(w, draw, ids, truth, beyond),
             tmp / "ebnerd_testset_gt/test/behaviors.parquet",
         )
     else:
-        pq.write_table(_behaviors(w, draw, ids, S.BEHAVIORS), folder / "behaviors.parquet")
+        S.write_parquet(_behaviors(w, draw, ids, S.BEHAVIORS), folder / "behaviors.parquet")
     users = np.unique(draw["user"])
-    pq.write_table(_history(w, users, events, start), folder / "history.parquet")
-    pq.write_table(_probabilities(draw, ids), folder / "click_probability.parquet")
+    S.write_parquet(_history(w, users, events, start), folder / "history.parquet")
+    S.write_parquet(_probabilities(draw, ids), folder / "click_probability.parquet")
     stats = {
         "impressions": len(ids),
         "in_view": int(draw["counts"].sum()),
@@ -294,10 +293,10 @@ def generate_ebnerd_world(
             events = tuple(np.concatenate([a, b]) for a, b in zip(events, clicks, strict=True))
             bar.advance(task)
         articles = _articles(w, ids)
-        pq.write_table(articles, tmp / "ebnerd_synthetic/articles.parquet")
-        pq.write_table(articles, tmp / "ebnerd_testset/articles.parquet")
+        S.write_parquet(articles, tmp / "ebnerd_synthetic/articles.parquet")
+        S.write_parquet(articles, tmp / "ebnerd_testset/articles.parquet")
         (tmp / VECTORS).parent.mkdir(parents=True)
-        pq.write_table(_document_vectors(w, ids, cfg), tmp / VECTORS)
+        S.write_parquet(_document_vectors(w, ids, cfg), tmp / VECTORS)
         summary = {
             "seed": seed,
             "config_digest": cfg.digest(),
