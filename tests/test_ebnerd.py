@@ -213,3 +213,12 @@ def test_impressions_keep_file_order_and_times(tmp_path):
     train = data.splits["train"]
     assert train.impression_id.tolist() == [1, 2, 3]
     assert (train.time - train.time[0]).tolist() == [0, 29 * 3600, 49 * 3600]
+
+
+def test_a_click_given_twice_counts_once(tmp_path):
+    # ebnerd_small's validation repeats 667 clicked ids within their impressions
+    folder = simple_bundle(tmp_path / "b")
+    set_row(folder / "train" / "behaviors.parquet", "article_ids_clicked", 0, [9001, 9001])
+    paths = bundle_paths(folder, None, None, None)
+    data = load_or_build(paths, PreprocessConfig(), tmp_path / "cache", progress=False)
+    assert data.splits["train"].labels[:3].tolist() == [0, 1, 0]

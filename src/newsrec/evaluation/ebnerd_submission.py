@@ -35,7 +35,7 @@ import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
 from newsrec.constants import METRICS
-from newsrec.data.ebnerd.reader import pair_keys, read_behaviors
+from newsrec.data.ebnerd.reader import read_behaviors
 from newsrec.data.mind import DataError
 from newsrec.utils.io import atomic_path
 from newsrec.utils.progress import progress_bar
@@ -121,10 +121,7 @@ def read_truth(path: Path | str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np
     (an in-view article is a click when its id is among article_ids_clicked)."""
     impressions = read_behaviors(Path(path), labeled=True)
     n = len(impressions.impression_id)
-    owner = np.repeat(np.arange(n), impressions.inview.lengths())
-    clicked = impressions.clicked
-    keys = pair_keys(np.repeat(np.arange(n), clicked.lengths()), clicked.values)
-    labels = np.isin(pair_keys(owner, impressions.inview.values), keys).astype(np.int8)
+    labels = impressions.labels
     beyond = impressions.beyond_accuracy
     beyond = np.zeros(n, bool) if beyond is None else beyond
     return impressions.impression_id, impressions.inview.offsets, labels, beyond

@@ -33,10 +33,9 @@ from newsrec.data.arrays import PreprocessConfig, Preprocessed, SplitArrays, Voc
 from newsrec.data.ebnerd.reader import (
     Articles,
     Impressions,
-    pair_keys,
+    iter_document_vectors,
     read_articles,
     read_behaviors,
-    read_document_vectors,
     read_history,
 )
 from newsrec.data.ebnerd.schema import EbnerdFormatError
@@ -106,24 +105,39 @@ def build_ebnerd(
 
 
 def _article_rows(ids: np.ndarray):
-    """A function: article ids -> news-table rows (k + 1 for the k-th article, 0 if absent)."""
+    """A function: article ids -> news-table rows int32 (k + 1 for the k-th article, 0 if
+    absent). EB-NeRD's ids are 7-digit numbers: a dense lookup table (40 MB) answers with one
+    gather, where a sorted search would need several arrays of the values' size."""
+    top = int(ids.max(initial=0)) + 1
+    if len(ids) and ids.min() >= 0 and top <= 4 * len(ids) + (1 << 24):
+        lookup = np.zeros(top, dtype=np.int32)
+        lookup[ids] = np.arange(1, len(ids) + 1, dtype=np.int32)
+
+        def rows(values: np.ndarray) -> np.ndarray:
+            rows = lookup[np.clip(values, 0, top - 1)]
+            rows[(values < 0) | (values >= top)] = 0
+            return rows
+
+        return rows
     order = np.argsort(ids, kind="stable")
     sorted_ids = ids[order]
 
-    def rows(values: np.ndarray) -> np.ndarray:
+    def rows_sorted(values: np.ndarray) -> np.ndarray:
         if not len(sorted_ids):
-            return np.zeros(len(values), dtype=np.int64)
+            return np.zeros(len(values), dtype=np.int32)
         at = np.minimum(np.searchsorted(sorted_ids, values), len(sorted_ids) - 1)
-        return np.where(sorted_ids[at] == values, order[at] + 1, 0).astype(np.int64)
+        return np.where(sorted_ids[at] == values, order[at] + 1, 0).astype(np.int32)
 
-    return rows
+    return rows_sorted
 
 
 def _vocabulary(articles: Articles, train, row_of, cfg: PreprocessConfig) -> Vocabulary:
     """Words, categories and subcategories of the articles train shows or holds in histories."""
     impressions, _users, hist = train
-    seen = np.unique(row_of(np.concatenate([impressions.inview.values, hist.values])))
-    seen = (seen[seen > 0] - 1).tolist()
+    mark = np.zeros(len(articles.ids) + 1, dtype=bool)
+    mark[row_of(impressions.inview.values)] = True
+    mark[row_of(hist.values)] = True
+    seen = (np.flatnonzero(mark[1:])).tolist()
     words: Counter = Counter()
     for name in cfg.vocab_fields:
         texts = getattr(articles, FIELDS[name])
@@ -175,12 +189,18 @@ def _news_table(
 
 
 def _document_vectors(paths: SplitPaths, ids: np.ndarray, row_of, report: Report) -> np.ndarray:
-    vector_ids, matrix = read_document_vectors(paths.document_vectors, paths.document_vector_column)
-    rows = row_of(vector_ids)
-    table = np.zeros((len(ids) + 1, matrix.shape[1]), dtype=np.float32)
-    table[rows[rows > 0]] = matrix[rows > 0]
+    table = None
     have = np.zeros(len(ids) + 1, dtype=bool)
-    have[rows[rows > 0]] = True
+    for vector_ids, matrix in iter_document_vectors(
+        paths.document_vectors, paths.document_vector_column
+    ):
+        if table is None:
+            table = np.zeros((len(ids) + 1, matrix.shape[1]), dtype=np.float32)
+        rows = row_of(vector_ids)
+        table[rows[rows > 0]] = matrix[rows > 0]
+        have[rows[rows > 0]] = True
+    if table is None:
+        raise EbnerdFormatError(paths.document_vectors, "file", "no document vector in it")
     report.add("articles without a document vector (zero vector)", int((~have[1:]).sum()))
     return table
 
@@ -196,11 +216,8 @@ def _split_arrays(
     )
     labels = np.full(len(candidates), -1, dtype=np.int8)
     if impressions.clicked is not None:
+        labels = impressions.labels
         owner = np.repeat(np.arange(n), impressions.inview.lengths())
-        clicked_keys = pair_keys(
-            np.repeat(np.arange(n), impressions.clicked.lengths()), impressions.clicked.values
-        )
-        labels = np.isin(pair_keys(owner, impressions.inview.values), clicked_keys).astype(np.int8)
         clicks = np.bincount(owner, weights=labels, minlength=n)
         report.add("labeled impressions without a click", int((clicks == 0).sum()))
         report.add(

@@ -9,6 +9,7 @@ What a model can live with is left to preprocessing to count (newsrec.data.ebner
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,11 +42,15 @@ class Impressions:
     time: np.ndarray  # int64 [I], seconds (naive timestamps, as written)
     inview: Ragged  # article ids
     clicked: Ragged | None  # None for the unlabeled test set
+    labels: np.ndarray | None  # int8 per in-view article, 1 = clicked (None: unlabeled)
     beyond_accuracy: np.ndarray | None  # bool [I], the test set's is_beyond_accuracy
 
 
-def read_table(path: Path, wanted: dict[str, str], optional: dict[str, str] | None = None):
-    """The `wanted` (and present `optional`) columns of a parquet file, types checked."""
+def read_table(
+    path: Path, wanted: dict[str, str], optional: dict[str, str] | None = None, rows=None
+):
+    """The `wanted` (and present `optional`) columns of a parquet file, types checked
+    (`rows=0`: only checked, nothing read)."""
     path = Path(path)
     if not path.is_file():
         raise EbnerdFormatError(
@@ -61,7 +66,15 @@ def read_table(path: Path, wanted: dict[str, str], optional: dict[str, str] | No
         raise EbnerdFormatError(path, "file", f"not a readable parquet file ({err})") from None
     present = {k: v for k, v in (optional or {}).items() if k in schema.names}
     S.check_columns(path, schema, {**wanted, **present})
+    if rows == 0:
+        return None
     return pq.read_table(path, columns=[*wanted, *present])
+
+
+def release_arrow_memory() -> None:
+    """Give Arrow's freed buffers back to the system: its allocator (mimalloc, jemalloc)
+    keeps them otherwise, and numpy's arrays, allocated elsewhere, cannot reuse them."""
+    pa.default_memory_pool().release_unused()
 
 
 def _first_true(mask: np.ndarray) -> int:
@@ -93,7 +106,8 @@ def _ragged(path: Path, table: pa.Table, name: str, ids: np.ndarray, dtype=np.in
         owner = np.repeat(np.arange(len(lengths)), lengths)
         row = int(owner[_first_true(values.is_null().to_numpy(zero_copy_only=False))])
         raise EbnerdFormatError(path, f"row {row + 1}, id {ids[row]}", f"{name} holds a null id")
-    return Ragged(offsets, values.to_numpy(zero_copy_only=False).astype(dtype, copy=False))
+    values = values.to_numpy(zero_copy_only=False)  # the file's type: int32 ids stay 4 bytes
+    return Ragged(offsets, values if dtype is None else values.astype(dtype, copy=False))
 
 
 def read_behaviors(path: Path, labeled: bool) -> Impressions:
@@ -115,15 +129,22 @@ def read_behaviors(path: Path, labeled: bool) -> Impressions:
     if "is_beyond_accuracy" in table.column_names:
         beyond = pc.fill_null(table["is_beyond_accuracy"], False).to_numpy(zero_copy_only=False)
     clicked = _ragged(path, table, "article_ids_clicked", ids) if labeled else None
+    labels = None
     if clicked is not None:
-        _check_clicks_in_view(path, ids, inview, clicked)
+        labels, in_view = click_labels(inview, clicked)
+        _check_clicks_in_view(path, ids, clicked, in_view)
     _check_unique(path, ids, beyond)
+    user = _column(path, table, "user_id", ids).astype(np.int64)
+    time = _column(path, table, "impression_time", ids).astype(np.int64)
+    del table
+    release_arrow_memory()
     return Impressions(
         impression_id=ids,
-        user=_column(path, table, "user_id", ids).astype(np.int64),
-        time=_column(path, table, "impression_time", ids).astype(np.int64),
+        user=user,
+        time=time,
         inview=inview,
         clicked=clicked,
+        labels=labels,
         beyond_accuracy=beyond,
     )
 
@@ -133,21 +154,38 @@ def pair_keys(owner: np.ndarray, article: np.ndarray) -> np.ndarray:
     return (owner.astype(np.int64) << 32) | (article.astype(np.int64) & 0xFFFFFFFF)
 
 
-def _check_clicks_in_view(path: Path, ids: np.ndarray, inview: Ragged, clicked: Ragged) -> None:
-    rows = np.arange(len(ids))
+def click_labels(inview: Ragged, clicked: Ragged) -> tuple[np.ndarray, np.ndarray]:
+    """(int8 per in-view article: 1 where its id is among its impression's clicked ids,
+    bool per clicked id: whether it is in view). One sort of the few clicked (impression,
+    article) keys, one search of the many in-view ones: np.isin would sort both."""
+    rows = np.arange(len(inview.offsets) - 1, dtype=np.int64)
+    keys = pair_keys(np.repeat(rows, clicked.lengths()), clicked.values)
+    pool, inverse = np.unique(keys, return_inverse=True)  # a click given twice counts once
     shown = pair_keys(np.repeat(rows, inview.lengths()), inview.values)
-    owner = np.repeat(rows, clicked.lengths())
-    outside = ~np.isin(pair_keys(owner, clicked.values), shown)
-    if outside.any():
-        k = _first_true(outside)
-        row = int(owner[k])
-        raise EbnerdFormatError(
-            path,
-            f"row {row + 1}, impression {ids[row]}",
-            f"clicked article {clicked.values[k]} (article_ids_clicked) is not in its in-view "
-            "list (article_ids_inview)",
-            "remove that impression or re-download the split",
-        )
+    if not len(pool):
+        return np.zeros(len(shown), dtype=np.int8), np.zeros(0, dtype=bool)
+    at = np.minimum(np.searchsorted(pool, shown), len(pool) - 1)
+    hit = pool[at] == shown
+    found = np.zeros(len(pool), dtype=bool)
+    found[at[hit]] = True
+    in_view = found[inverse.reshape(-1)]
+    return hit.astype(np.int8), in_view
+
+
+def _check_clicks_in_view(
+    path: Path, ids: np.ndarray, clicked: Ragged, in_view: np.ndarray
+) -> None:
+    if in_view.all():
+        return
+    k = _first_true(~in_view)
+    row = int(np.repeat(np.arange(len(ids)), clicked.lengths())[k])
+    raise EbnerdFormatError(
+        path,
+        f"row {row + 1}, impression {ids[row]}",
+        f"clicked article {clicked.values[k]} (article_ids_clicked) is not in its in-view "
+        "list (article_ids_inview)",
+        "remove that impression or re-download the split",
+    )
 
 
 def _check_unique(path: Path, ids: np.ndarray, beyond: np.ndarray | None) -> None:
@@ -181,40 +219,52 @@ def read_history(path: Path) -> tuple[np.ndarray, Ragged]:
             f"user {twice} has a second history row (first on row {rows[0] + 1})",
             "keep one row per user, or re-download the split",
         )
+    del table
+    release_arrow_memory()
     return users, clicks
 
 
-def read_document_vectors(path: Path, column: str | None) -> tuple[np.ndarray, np.ndarray]:
-    """(article ids [n], vectors float32 [n, dim]) of a document-vector parquet (the toolkit's
-    artifacts: article_id and one list-of-floats column, the last one unless `column`)."""
+def iter_document_vectors(
+    path: Path, column: str | None, batch_rows: int = 8192
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(article ids [b], vectors float32 [b, dim]) of a document-vector parquet (the toolkit's
+    artifacts: article_id and one list-of-floats column, the last one unless `column`), a
+    batch of rows at a time (bounded memory: ebnerd_large has 125k x 768 floats)."""
     path = Path(path)
     names = pq.read_schema(path).names if path.is_file() else []
     column = column or (names[-1] if names else "document_vector")
-    table = read_table(path, {"article_id": "integer", column: "float list"})
-    ids = _column(path, table, "article_id").astype(np.int64)
-    vectors = _ragged(path, table, column, ids, dtype=np.float32)
-    lengths = vectors.lengths()
-    dim = int(np.bincount(lengths).argmax()) if len(ids) else 0  # the common length
-    wrong = lengths != dim
-    if wrong.any() or dim == 0:
-        row = _first_true(wrong) if wrong.any() else 0
-        raise EbnerdFormatError(
-            path,
-            f"row {row + 1}, article {ids[row]}, column {column}",
-            f"a document vector of {lengths[row]} values where the others have {dim}",
-            "give one vector of the same length per article",
-        )
-    matrix = vectors.values.reshape(len(ids), dim)
-    bad = ~np.isfinite(matrix).all(axis=1)
-    if bad.any():
-        row = _first_true(bad)
-        raise EbnerdFormatError(
-            path,
-            f"row {row + 1}, article {ids[row]}, column {column}",
-            "a document vector holding NaN or inf",
-            "recompute that vector or drop the article's row",
-        )
-    return ids, matrix
+    read_table(path, {"article_id": "integer", column: "float list"}, rows=0)  # checks
+    dim, first = None, 0
+    reader = pq.ParquetFile(path, buffer_size=1 << 22, pre_buffer=False)  # streamed pages
+    for batch in reader.iter_batches(batch_rows, columns=["article_id", column]):
+        table = pa.Table.from_batches([batch])
+        ids = _column(path, table, "article_id").astype(np.int64)
+        vectors = _ragged(path, table, column, ids, dtype=np.float32)
+        lengths = vectors.lengths()
+        dim = dim if dim is not None else int(lengths[0]) if len(lengths) else 0
+        wrong = lengths != dim
+        if wrong.any() or dim == 0:
+            row = _first_true(wrong) if wrong.any() else 0
+            raise EbnerdFormatError(
+                path,
+                f"row {first + row + 1}, article {ids[row]}, column {column}",
+                f"a document vector of {lengths[row]} values where the others have {dim}",
+                "give one vector of the same length per article",
+            )
+        matrix = vectors.values.reshape(len(ids), dim)
+        bad = ~np.isfinite(matrix).all(axis=1)
+        if bad.any():
+            row = _first_true(bad)
+            raise EbnerdFormatError(
+                path,
+                f"row {first + row + 1}, article {ids[row]}, column {column}",
+                "a document vector holding NaN or inf",
+                "recompute that vector or drop the article's row",
+            )
+        yield ids, matrix
+        first += len(ids)
+        del table, batch, vectors, matrix
+        release_arrow_memory()
 
 
 @dataclass
