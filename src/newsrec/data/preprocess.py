@@ -282,8 +282,6 @@ def _build(
         report.add(
             f"{split} impressions of users unseen in training", int((arrays.user == 0).sum())
         )
-    # xMIND's translated news have no entities (MIND's offsets point into the English text)
-    features = tuple(f for f in NEWS_FEATURES if f != "title_entities" or table[f].any())
     return Preprocessed(
         config=cfg,
         vocab=vocab_built,
@@ -292,8 +290,14 @@ def _build(
         splits=splits,
         val_start=val_start,
         report=dict(report.counts),
-        features=features,
+        features=_features(table),
     )
+
+
+def _features(table: dict[str, np.ndarray]) -> tuple[str, ...]:
+    """All of MIND's news features, title entities only where the files name some (xMIND's
+    translated news have none: MIND's offsets point into the English text)."""
+    return tuple(f for f in NEWS_FEATURES if f != "title_entities" or table[f].any())
 
 
 def _entity_vectors(folders: dict[str, Path], entities: list[str], report: Report) -> np.ndarray:
