@@ -41,7 +41,7 @@ from newsrec.data.ebnerd.reader import (
 from newsrec.data.ebnerd.schema import EbnerdFormatError
 from newsrec.data.info import SplitPaths
 from newsrec.data.mind import Report, tokenize
-from newsrec.data.ragged import keep_last, lengths_to_offsets, take_rows
+from newsrec.data.ragged import keep_last, lengths_to_offsets, slices, take_rows
 
 PAD, UNK = "<pad>", "<unk>"
 FIELDS = {"title": "title", "abstract": "subtitle"}  # news-table text -> article column
@@ -256,9 +256,12 @@ def _histories(users, hist_users, hist, row_of, cfg, report: Report):
     # users without a row read an extra empty row at the end
     offsets = np.append(offsets, offsets[-1])
     owner = np.where(found, order[at] if len(order) else 0, len(offsets) - 2)
-    lengths = np.diff(offsets)[owner]
-    history = take_rows(offsets, values, owner).astype(np.int32)
-    return lengths_to_offsets(lengths), history, owner.astype(np.int64)
+    out = lengths_to_offsets(np.diff(offsets)[owner])
+    history = np.empty(int(out[-1]), dtype=np.int32)
+    for part in slices(len(owner), 1 << 16):  # bounded temporaries: int64 gather indices
+        rows = owner[part]
+        history[out[part.start] : out[part.start + len(rows)]] = take_rows(offsets, values, rows)
+    return out, history, owner.astype(np.int64)
 
 
 def _user_rows(users: np.ndarray, known: np.ndarray) -> np.ndarray:
