@@ -31,10 +31,11 @@ SMALL_DOCVEC = [
     "model.user_encoder.heads=4",
     "model.user_encoder.query_dim=16",
 ]
-TINY = ["data=synthetic_ebnerd", "data.source.preset=synthetic_ebnerd_tiny", "logger=[]"]
+TINY = ["data=synthetic_ebnerd", "data.source.preset=synthetic_ebnerd_tiny"]
 
 
 def test_docvec_run_writes_predictions_the_scorer_reads_back(train_config, data_dir, tmp_path):
+    # the default logger too: its end-of-fit pictures name news by their article ids
     metrics = train(train_config(*TINY, *SMALL_DOCVEC, output_dir=tmp_path / "run"))
     assert metrics["test_split"] == "test" and metrics["val_split"] == "dev"
     target = tmp_path / "run" / "predictions.zip"
@@ -57,7 +58,7 @@ def test_docvec_run_writes_predictions_the_scorer_reads_back(train_config, data_
 
 def test_a_model_needing_a_missing_feature_is_refused_at_start(train_config, tmp_path):
     with pytest.raises(MissingFeatureError) as err:
-        train(train_config(*SMALL_DOCVEC, "logger=[]", output_dir=tmp_path / "run"))
+        train(train_config(*SMALL_DOCVEC, "~logger", output_dir=tmp_path / "run"))
     message = str(err.value)
     assert "nrms_docvec" in message and "document_vector" in message
     assert "SyntheticSource(preset='synthetic_tiny'" in message
