@@ -7,7 +7,8 @@ On a labeled split it prints the metrics and writes metrics.json; on a split wit
 import hydra
 from omegaconf import DictConfig
 
-from newsrec.runner import evaluate, run_cli
+from newsrec.cli import run_cli
+from newsrec.evaluate import evaluate
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="eval")

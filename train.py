@@ -7,8 +7,9 @@ hyperparameter search: `python train.py -m hparams_search=nrms_optuna`.
 import hydra
 from omegaconf import DictConfig
 
+from newsrec.cli import run_cli
 from newsrec.config import optimized_value
-from newsrec.runner import run_cli, train
+from newsrec.train import train
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")

@@ -64,10 +64,14 @@ def config(data: str, data_dir: str, overrides: list[str] = ()):
 
 
 def datamodule(cfg, cache_dir: str | None = None):
-    from newsrec.runner import _datamodule
+    from omegaconf import open_dict
 
-    overrides = {"cache_dir": cache_dir} if cache_dir else {}
-    return _datamodule(cfg, ["title"], **overrides)
+    from newsrec import build
+
+    if cache_dir:
+        with open_dict(cfg):
+            cfg.data.cache_dir = cache_dir
+    return build.datamodule(cfg, build.declared_inputs(cfg.model))
 
 
 # --- parts (each runs in a child process) --------------------------------------------------
@@ -132,17 +136,11 @@ def part_pipeline(args) -> dict:
 
 
 def _module(cfg, dm, stages: tuple[str, ...] = ()):
-    """The module as the runner builds it, given the data of evaluation `stages`."""
-    from newsrec.models.module import NewsRecModule
-    from newsrec.runner import module_data
+    """The module as train.py builds it, given the data of evaluation `stages`."""
+    from newsrec import build
 
-    module = NewsRecModule(
-        cfg.model,
-        dm.info.sizes(),
-        entity_embeddings=dm.info.entity_embeddings,
-        optimizer=cfg.optimizer,
-    )
-    module.use_data(module_data(dm, stages))
+    module = build.module(cfg, dm.info)
+    module.use_data(build.module_data(dm, stages))
     return module
 
 

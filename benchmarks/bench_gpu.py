@@ -7,7 +7,7 @@ Sections, each written to one JSON (`--out`) and a Markdown table beside it (`.m
 - env: Python, torch, CUDA, GPU name, bf16 support, where newsrec was imported from;
 - data: generation and preprocessing time of the benchmark's world (synthetic_small);
 - smoke: every preset of conf/model trains a few steps and evaluates one batch, as
-  `python train.py` does (runner.train: checkpoint, validation, test), in bf16-mixed;
+  `python train.py` does (newsrec.train: checkpoint, validation, test), in bf16-mixed;
 - train: NRMS training samples/s in float32 and bf16-mixed over fresh batches of the
   training loader (not a replay), peak memory, the projected MIND-small epoch;
 - eval: the full dev split through the module's test path (float32 and bf16-mixed);
@@ -42,8 +42,10 @@ import torch  # noqa: E402
 from bench import _module, config, datamodule, peak_rss_gib, train_step  # noqa: E402
 from gpu_report import environment, failures_of, write  # noqa: E402
 
+from newsrec.config import model_presets  # noqa: E402
+
 MIND_SMALL_CLICKS = 236_344  # training samples of MIND-small train (one per click)
-PRESETS = sorted(p.stem for p in (ROOT / "conf" / "model").glob("*.yaml"))
+PRESETS = model_presets()
 # Files of all-MiniLM-L6-v2 the PLM part needs: its architecture and its tokenizer. The
 # weights (87 MiB) do not travel to the GPU machine: a speed benchmark does not depend on
 # their values, so the model is built from config.json with random weights.
@@ -127,8 +129,8 @@ def section_data(run: Run) -> dict:
 
 
 def section_smoke(run: Run) -> dict:
-    """Every preset through runner.train: a few steps, validation, one test batch of dev."""
-    from newsrec.runner import train
+    """Every preset through newsrec.train: a few steps, validation, one test batch of dev."""
+    from newsrec.train import train
 
     out = {}
     for name in PRESETS:
@@ -191,7 +193,7 @@ def train_speed(run: Run, cfg, dm, bf16: bool, compile_: bool = False) -> dict:
         return len(batch["target"])
 
     start = time.perf_counter()
-    if compile_:  # as runner.train does with compile=true
+    if compile_:  # as newsrec.train does with compile=true
         backend = sizes.compile_backend
         module.recommender.news_encoder.compile(dynamic=True, backend=backend)
         module.recommender.user_encoder.compile(dynamic=True, backend=backend)
@@ -367,13 +369,13 @@ def plm_folder(tiny: bool) -> Path | None:
 
 def section_plm(run: Run) -> dict:
     """nrms_plm's training (frozen PLM, and its top 2 layers trained) and dev evaluation."""
-    from newsrec.runner import _datamodule, _plm_tokens
+    from newsrec import build
 
     if run.plm is None:
         return {"status": "skipped: transformers / model files missing"}
 
     def dm_factory(cfg):
-        return _datamodule(cfg, ["title"], plm=_plm_tokens(cfg.model))
+        return build.datamodule(cfg, build.declared_inputs(cfg.model))
 
     out = {
         "pretrained": "all-MiniLM-L6-v2 architecture, random weights" + " (tiny)" * run.tiny,

@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench import config, datamodule, machine, train_step  # noqa: E402  (benchmarks/bench.py)
+from bench import _module, config, datamodule, machine, train_step  # noqa: E402  (benchmarks/bench.py)
 
 MODES = {  # mode: (precision, torch.compile)
     "fp32": ("32-true", False),
@@ -46,9 +46,6 @@ def rss_gib() -> float:
 def run_mode(args) -> dict:
     import torch
 
-    from newsrec.models.module import NewsRecModule
-    from newsrec.runner import module_data
-
     precision, compile_ = MODES[args.mode]
     if args.no_buckets:  # the reference: every batch at its own shapes, as before buckets
         import newsrec.models.engine.packing as packing
@@ -59,8 +56,7 @@ def run_mode(args) -> dict:
     cfg = config(args.data, args.data_dir)
     dm = datamodule(cfg)
     dm.setup("fit")
-    module = NewsRecModule(cfg.model, dm.info.sizes(), optimizer=cfg.optimizer).train()
-    module.use_data(module_data(dm, ()))
+    module = _module(cfg, dm).train()
     if compile_:
         module.recommender.news_encoder.compile(dynamic=True)
         module.recommender.user_encoder.compile(dynamic=True)

@@ -58,9 +58,7 @@ def default_pretrained() -> str:
 
 def part_train(args) -> dict:
     import torch
-    from bench import _module, config, peak_rss_gib, train_step
-
-    from newsrec.runner import _datamodule, _plm_tokens
+    from bench import _module, config, datamodule, peak_rss_gib, train_step
 
     model, train_layers = MODES[args.mode]
     overrides = [f"model={model}"]
@@ -77,7 +75,7 @@ def part_train(args) -> dict:
             overrides.append("model.news_encoder.pooling=first")
     torch.manual_seed(0)
     cfg = config(args.data, args.data_dir, overrides)
-    dm = _datamodule(cfg, ["title"], plm=_plm_tokens(cfg.model))
+    dm = datamodule(cfg)
     dm.setup("fit")
     module = _module(cfg, dm).train()
     optimizer = module.configure_optimizers()

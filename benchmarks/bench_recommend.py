@@ -50,15 +50,14 @@ def untrained_checkpoint(data: str, data_dir: str, path: Path) -> dict:
     import pytorch_lightning as pl
     import torch
 
-    from newsrec.models.module import NewsRecModule
-    from newsrec.runner import _datamodule
+    from newsrec import build
 
     start = time.perf_counter()
     cfg, _ = compose("train", [f"data={data}", f"paths.data_dir={data_dir}", "paths.output_dir=."])
-    datamodule = _datamodule(cfg, list(cfg.model.inputs))
+    datamodule = build.datamodule(cfg, build.declared_inputs(cfg.model))
     datamodule.prepare_data()
     datamodule.setup("test")
-    module = NewsRecModule(model=cfg.model, data=datamodule.info.sizes(), seed=0)
+    module = build.module(cfg, datamodule.info)
     checkpoint = {
         "state_dict": module.state_dict(),
         "hyper_parameters": dict(module.hparams),

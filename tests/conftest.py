@@ -9,12 +9,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, open_dict
 
 import newsrec.config  # noqa: F401  (resolvers)
+from newsrec.data.info import DataInfo
 from newsrec.data.preprocess import PreprocessConfig, load_or_build
 from newsrec.data.synthetic import SyntheticSource
+from newsrec.models.recommender import Recommender
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
@@ -68,3 +71,44 @@ def train_config(data_dir, tmp_path):
         return make_config("train", [*defaults, *overrides], data_dir, output_dir or tmp_path)
 
     return build
+
+
+def data_info(**overrides) -> DataInfo:
+    """Sizes of a small made-up dataset, for models built without data."""
+    sizes = dict(
+        vocab_size=50,
+        num_categories=6,
+        num_subcategories=9,
+        num_users=20,
+        num_entities=15,
+        num_news=40,
+        title_len=30,
+        abstract_len=12,
+    )
+    return DataInfo(**{**sizes, **overrides})
+
+
+def model_config(name: str, *overrides: str) -> DictConfig:
+    """conf/model/<name>.yaml alone (with `overrides` under `model.`), as train.yaml composes it."""
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(config_name=None, overrides=[f"+model={name}", *overrides]).model
+
+
+def build_recommender(
+    name: str, data: DataInfo, *overrides: str, seed: int = 0, engine: str | None = None
+) -> Recommender:
+    """The recommender of preset `name` for `data`, as the LightningModule builds it."""
+    cfg = model_config(name, *overrides)
+    torch.manual_seed(seed)
+    parts = (cfg.news_encoder, cfg.user_encoder, cfg.click_predictor)
+    return Recommender.build(*parts, data, engine=engine or cfg.engine)
+
+
+def built_run(cfg: DictConfig):
+    """(datamodule, module) of a composed train config, prepared as train.py prepares them."""
+    from newsrec import build  # imports Lightning: not at collection (it would keep its logs)
+
+    dm, words = build.prepared_datamodule(cfg)
+    module = build.module(cfg, dm.info, words)
+    module.use_data(build.module_data(dm))
+    return dm, module

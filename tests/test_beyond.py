@@ -12,6 +12,7 @@ import pytest
 import torch
 from test_ddp import run_script
 
+from newsrec.evaluate import evaluate
 from newsrec.evaluation.beyond import (
     BeyondAccuracy,
     coverage,
@@ -21,7 +22,7 @@ from newsrec.evaluation.beyond import (
     personalization,
     self_information,
 )
-from newsrec.runner import evaluate, train
+from newsrec.train import train
 
 from conftest import SMALL_NRMS, make_config
 

@@ -16,9 +16,9 @@ import yaml
 from pytorch_lightning.strategies import DDPStrategy
 from pytorch_lightning.utilities.rank_zero import rank_zero_info
 
-import newsrec.runner  # noqa: F401  (installs the warning and log filters)
+import newsrec.cli  # noqa: F401  (installs the warning and log filters)
 from newsrec.config import optimized_value
-from newsrec.runner import train
+from newsrec.train import train
 
 from conftest import SMALL_NRMS, make_config
 
@@ -64,6 +64,29 @@ def test_the_usual_trainer_flags_need_no_plus(data_dir, tmp_path):
     )
     assert default.max_steps == -1 and default.accumulate_grad_batches == 1
     assert default.limit_train_batches == 1.0 and default.val_check_interval == 1.0
+
+
+def test_each_training_setting_has_one_owner(tmp_path):
+    """conf/optimizer/adam.yaml owns the learning rate and conf/trainer/default.yaml the
+    epochs; a MIND scale's recipe (conf/recipe) and a model that needs its own rate override
+    those keys; the command line wins over all of them."""
+
+    def compose(*overrides: str):
+        return make_config("train", list(overrides), tmp_path, tmp_path)
+
+    default = compose()
+    assert default.model.optimizer.lr == 1e-3 and default.trainer.max_epochs == 3
+    small = compose("data=mind_small")
+    assert small.model.optimizer.lr == 1e-4 and small.trainer.max_epochs == 5
+    assert small.trainer.val_check_interval == 0.5
+    assert compose("data=mind_large").trainer.val_check_interval == 0.25
+    assert compose("model=nrms_plm").model.optimizer.lr == 1e-4
+    assert compose("data=mind_small", "model.optimizer.lr=3e-4").model.optimizer.lr == 3e-4
+    assert compose("data=mind_small", "trainer.max_epochs=1").trainer.max_epochs == 1
+    for cfg in (default, small):
+        assert not {"lr", "max_epochs", "val_check_interval"} & set(cfg.data)
+        assert "lr" not in cfg.model  # no second home beside model.optimizer
+    assert compose("scheduler=cosine").model.scheduler._target_.endswith("CosineAnnealingLR")
 
 
 @pytest.mark.parametrize(
@@ -180,7 +203,7 @@ def test_optuna_sweep_reports_the_best_validation_auc_of_its_trials(data_dir, tm
     result = yaml.safe_load((tmp_path / "optimization_results.yaml").read_text())
     assert result["best_value"] == pytest.approx(max(t["val/auc_best"] for t in trials))
     assert set(result["best_params"]) == {
-        "optimizer.lr",
+        "model.optimizer.lr",
         "model.news_encoder.dropout",
         "data.npratio",
         "data.batch_size",

@@ -9,24 +9,14 @@ import pytest
 import torch
 from torch import Tensor, nn
 
+from newsrec import build
 from newsrec.data.info import DataInfo
 from newsrec.models.base import NewsEncoder, UserEncoder
 from newsrec.models.layers import WordEmbedding, masked_mean
 from newsrec.models.recommender import Recommender
 from newsrec.models.user_encoders import AdditiveUserEncoder, CandidateAwareUserEncoder
 
-from conftest import SMALL_NRMS
-
-
-def tiny_data() -> DataInfo:
-    return DataInfo(
-        vocab_size=50,
-        num_categories=6,
-        num_subcategories=9,
-        num_users=20,
-        num_entities=15,
-        num_news=40,
-    )
+from conftest import SMALL_NRMS, data_info
 
 
 class TitleMeanEncoder(NewsEncoder):
@@ -55,7 +45,7 @@ def test_a_news_encoder_defined_here_trains_through_train_py(train_config, tmp_p
     """One class and one yaml file (in a config folder of the user's, on Hydra's search
     path): `model/news_encoder=title_mean` composes it with NRMS's user encoder, trains it
     and tests it."""
-    from newsrec.runner import train
+    from newsrec.train import train
 
     conf = tmp_path / "my_conf"
     (conf / "model" / "news_encoder").mkdir(parents=True)
@@ -80,7 +70,7 @@ def test_parts_that_do_not_subclass_the_contract_are_refused_clearly():
     class Loose(nn.Module):
         output_dim = 8
 
-    data = tiny_data()
+    data = data_info()
     user = AdditiveUserEncoder(data, 8)
     with pytest.raises(TypeError, match="subclass newsrec.models.base.NewsEncoder"):
         Recommender(Loose(), user, nn.Identity())
@@ -90,24 +80,19 @@ def test_parts_that_do_not_subclass_the_contract_are_refused_clearly():
 
 
 def test_a_candidate_aware_user_encoder_asks_for_the_candidates():
-    encoder = CandidateAwareUserEncoder(tiny_data(), news_dim=8)
+    encoder = CandidateAwareUserEncoder(data_info(), news_dim=8)
     with pytest.raises(ValueError, match="candidate-aware: pass the candidates"):
         encoder(torch.randn(2, 3, 8), torch.ones(2, 3, dtype=torch.bool), torch.zeros(2).long())
 
 
 def test_word_attention_is_declared_by_the_encoder():
     with pytest.raises(ValueError, match="TitleMeanEncoder has no word attention"):
-        TitleMeanEncoder(tiny_data()).word_attention(torch.ones(1, 3).long())
+        TitleMeanEncoder(data_info()).word_attention(torch.ones(1, 3).long())
 
 
 def _module(train_config, *overrides: str):
-    """A module as the runner builds it, from train.yaml with `overrides` (small NRMS if none)."""
-    from newsrec.models.module import NewsRecModule
-
-    cfg = train_config(*(overrides or SMALL_NRMS))
-    return NewsRecModule(
-        cfg.model, tiny_data().sizes(), optimizer=cfg.optimizer, scheduler=cfg.get("scheduler")
-    )
+    """A module as train.py builds it, from train.yaml with `overrides` (small NRMS if none)."""
+    return build.module(train_config(*(overrides or SMALL_NRMS)), data_info())
 
 
 def test_optimizer_and_scheduler_come_from_config(train_config):
@@ -117,11 +102,11 @@ def test_optimizer_and_scheduler_come_from_config(train_config):
     module = _module(
         train_config,
         "model=npa",
-        "optimizer.lr=1e-4",
-        "optimizer.weight_decay=0.01",
+        "model.optimizer.lr=1e-4",
+        "model.optimizer.weight_decay=0.01",
         "scheduler=reduce_on_plateau",
     )
-    assert module.hparams.model["name"] == "npa"
+    assert module.hparams.name == "npa"
     config = module.configure_optimizers()
     assert config["optimizer"].defaults["lr"] == 1e-4
     assert config["optimizer"].defaults["weight_decay"] == 0.01
@@ -130,27 +115,6 @@ def test_optimizer_and_scheduler_come_from_config(train_config):
     )
     assert config["lr_scheduler"]["monitor"] == "val/auc"
     assert module.hparams.optimizer["lr"] == 1e-4  # saved with checkpoints
-
-
-def test_a_checkpoint_from_before_conf_optimizer_loads_with_its_rate(train_config, tmp_path):
-    from newsrec.models.module import NewsRecModule
-
-    old = _module(train_config)
-    checkpoint = {
-        "state_dict": old.state_dict(),
-        "hyper_parameters": {  # what such a checkpoint holds: the rate in the model config
-            "model": {**old.hparams.model, "lr": 3e-4},
-            "data": old.hparams.data,
-            "seed": 0,
-        },
-        "pytorch-lightning_version": "2.6.0",
-    }
-    path = tmp_path / "old.ckpt"
-    torch.save(checkpoint, path)
-    module = NewsRecModule.load_from_checkpoint(path, map_location="cpu")
-    assert module.configure_optimizers().defaults["lr"] == 3e-4
-    for a, b in zip(module.parameters(), old.parameters(), strict=True):
-        assert torch.equal(a, b)
 
 
 def test_the_model_summary_is_quiet_under_bf16(train_config):

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import pytorch_lightning as pl
 
-from newsrec.runner import evaluate
+from newsrec.evaluate import evaluate
 
 from conftest import SMALL_NRMS, make_config
 

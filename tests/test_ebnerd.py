@@ -13,13 +13,14 @@ import pyarrow.parquet as pq
 import pytest
 from fixtures_ebnerd import replace_column, set_row, simple_bundle, write_vectors
 
+from newsrec.cli import run_cli
 from newsrec.data.arrays import PreprocessConfig
 from newsrec.data.ebnerd import EbnerdFormatError, EbnerdSource
 from newsrec.data.ebnerd.source import bundle_paths
 from newsrec.data.ebnerd.synthetic import SyntheticEbnerdSource
 from newsrec.data.mind import DataError
 from newsrec.data.preprocess import load_or_build
-from newsrec.runner import run_cli, train
+from newsrec.train import train
 
 from conftest import make_config
 

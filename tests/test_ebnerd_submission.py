@@ -22,7 +22,7 @@ from newsrec.evaluation.ebnerd_submission import (
     write_predictions,
 )
 from newsrec.models.docvec import DocumentVectorNewsEncoder
-from newsrec.runner import train
+from newsrec.train import train
 
 SMALL_DOCVEC = [
     "model=nrms_docvec",

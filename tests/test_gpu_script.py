@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from newsrec.config import model_presets
+
 ROOT = Path(__file__).resolve().parents[1]
-PRESETS = sorted(p.stem for p in (ROOT / "conf" / "model").glob("*.yaml"))
+PRESETS = model_presets()
 
 
 @pytest.fixture(scope="module")

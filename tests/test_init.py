@@ -4,21 +4,19 @@ fallback that ranks the candidates of a user with an empty history (issue 10, it
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
-from hydra import compose, initialize_config_dir
 from torch import nn
 
-from newsrec.data.info import DataInfo
 from newsrec.models.engine.evaluation import EvaluationCache
 from newsrec.models.layers import AdditiveAttention, MultiHeadSelfAttention
 from newsrec.models.recommender import Recommender
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
-DATA = DataInfo(
+from conftest import build_recommender, data_info
+
+DATA = data_info(
     vocab_size=300,
     num_categories=12,
     num_subcategories=40,
@@ -32,10 +30,7 @@ DATA = DataInfo(
 
 def recommender(name: str, seed: int = 0) -> Recommender:
     """A model at the paper's sizes, built as train.py builds it."""
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose(config_name=None, overrides=[f"+model={name}"]).model
-    torch.manual_seed(seed)
-    return Recommender.from_config(cfg, DATA)
+    return build_recommender(name, DATA, seed=seed)
 
 
 def glorot_std(fan_in: int, fan_out: int) -> float:

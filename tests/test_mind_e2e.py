@@ -21,8 +21,9 @@ import torch
 
 from newsrec.constants import METRICS
 from newsrec.data.mind import tokenize
+from newsrec.evaluate import evaluate
 from newsrec.evaluation.score import score_files
-from newsrec.runner import evaluate, train
+from newsrec.train import train
 
 from conftest import SMALL_NRMS, make_config
 from fixtures_mind import (  # noqa: F401  (no_internet is a fixture)

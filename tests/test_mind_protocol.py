@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from newsrec.data.mind import tokenize
-from newsrec.runner import train
+from newsrec.train import train
 
 from conftest import SMALL_NRMS, make_config
 from fixtures_mind import no_internet, write_mind_split  # noqa: F401  (no_internet: fixture)
@@ -120,7 +120,7 @@ def test_dev_only_words_get_their_pretrained_row_or_unk(world, published):
 
 
 def test_held_out_day_variant_and_random_vectors_warn(world, tmp_path, caplog):
-    with caplog.at_level(logging.WARNING, logger="newsrec.runner"):
+    with caplog.at_level(logging.WARNING, logger="newsrec.train"):
         metrics, _ = _run(world, tmp_path, "data.preprocess.val_days=1", "embedding=random")
     impressions, _ = _clicks(world["train"] / "behaviors.tsv")
     assert metrics["val_split"] == "train_last_day" and metrics["test_split"] == "dev"

@@ -14,12 +14,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from omegaconf import OmegaConf
 
+from newsrec import build
 from newsrec.data.glove import GloveFormatError, load_glove
 from newsrec.data.info import SplitPaths
 from newsrec.data.mind import MindFormatError
 from newsrec.data.preprocess import PreprocessConfig, load_or_build
-from newsrec.runner import _datamodule, _word_embeddings
+from newsrec.data.pretrained import word_embeddings
 
 from conftest import make_config
 from fixtures_mind import write_mind_split
@@ -89,10 +91,11 @@ def test_non_finite_glove_vector_names_file_and_line_and_nothing_is_cached(tmp_p
         tmp_path / "data",
         tmp_path / "run",
     )
-    datamodule = _datamodule(cfg, ["title"])
+    datamodule = build.datamodule(cfg)
     datamodule.setup("fit")
+    spec = OmegaConf.to_container(cfg.embedding, resolve=True)
     with pytest.raises(GloveFormatError, match=r"glove\.txt:3:"):
-        _word_embeddings(cfg, datamodule)
+        word_embeddings(spec, cfg.paths.data_dir, 0, datamodule)
     assert not list(datamodule.cache_dir.glob("embedding-*"))
 
 

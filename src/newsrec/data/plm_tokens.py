@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from newsrec.data.info import SplitPaths
+from newsrec.data.info import NewsInputs, SplitPaths
 from newsrec.data.mind import read_news
 
 log = logging.getLogger(__name__)
@@ -57,16 +57,11 @@ class PlmTokenConfig:
     fields: tuple[str, ...] = ("title",)  # ("title",) or ("title", "abstract")
 
     @classmethod
-    def from_model(cls, model: dict) -> PlmTokenConfig | None:
-        """The tokenisation a model config's news encoder asks for; None if it reads no PLM ids."""
-        encoder = model.get("news_encoder") or {}
-        if not encoder.get("pretrained"):
+    def from_inputs(cls, inputs: NewsInputs) -> PlmTokenConfig | None:
+        """The tokenisation a news encoder declares (NewsEncoder.declare); None without one."""
+        if inputs.tokenizer is None:
             return None
-        return cls(
-            tokenizer=str(encoder["pretrained"]),
-            max_len=int(encoder.get("max_len", 30)),
-            fields=tuple(encoder.get("fields", ("title",))),
-        )
+        return cls(inputs.tokenizer, inputs.max_len, tuple(inputs.token_fields))
 
 
 def load_tokenizer(name: str):

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from newsrec.data.info import NewsInputs
+
 
 class NewsEncoder(nn.Module):
     """News-table features of n news -> one vector per news, [n, output_dim].
@@ -22,15 +24,24 @@ class NewsEncoder(nn.Module):
     """
 
     #: news-table keys `forward` reads ("title", "abstract", "category", "subcategory",
-    #: "title_entities"); only these are gathered for it
+    #: "title_entities"); only these are gathered for it. An encoder whose keys depend on
+    #: its settings overrides `declare` and sets `self.features` from it.
     features: tuple[str, ...] = ("title",)
     #: True when the vector depends on the reading user (NPA): `forward` then gets `user`
     #: [n], and evaluation cannot encode each news once for everyone
     needs_user: bool = False
+    #: True when the encoder reads the user's ID (an embedding of it: NPA)
+    reads_user: bool = False
     #: True when `forward` groups its rows by title length itself (the packed NRMS
     #: encoder), so the engine does not split its input into length groups first
     sorts_by_length: bool = False
     output_dim: int
+
+    @classmethod
+    def declare(cls, **settings) -> NewsInputs:
+        """What an encoder built with `settings` (its config's keys) reads, known before the
+        data is: the data side preprocesses exactly that (newsrec.data.info.NewsInputs)."""
+        return NewsInputs(features=cls.features)
 
     def forward(self, news: dict[str, Tensor], user: Tensor | None = None) -> Tensor:
         raise NotImplementedError
@@ -57,6 +68,8 @@ class UserEncoder(nn.Module):
     #: True when the user vector depends on the candidate (DKN): `forward` then needs the
     #: candidates and returns one user vector per candidate, [B, C, D]
     candidate_aware: bool = False
+    #: True when the encoder reads the user's ID (an embedding of it: NPA, LSTUR)
+    reads_user: bool = False
     output_dim: int
 
     def forward(

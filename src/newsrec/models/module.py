@@ -32,6 +32,13 @@ from newsrec.models.engine import EvaluationCache
 from newsrec.models.recommender import Recommender
 
 
+def _plain(config: DictConfig | dict | None) -> dict | None:
+    """A config node as plain containers (what checkpoints store and Hydra instantiates)."""
+    if isinstance(config, DictConfig):
+        return OmegaConf.to_container(config, resolve=True)
+    return config
+
+
 @dataclass
 class ModuleData:
     """What the module needs from the data, handed over by the runner (`use_data`)."""
@@ -44,34 +51,45 @@ class ModuleData:
 
 
 class NewsRecModule(pl.LightningModule):
-    """`model`: a conf/model config; `data`: `DataInfo.sizes()`; `optimizer` / `scheduler`:
-    conf/optimizer and conf/scheduler configs (`_partial_`), built in `configure_optimizers`."""
+    """The model config's `_target_` (conf/model/_module.yaml): Hydra builds it with the
+    data's sizes (`newsrec.build.module`).
+
+    `news_encoder`, `user_encoder`, `click_predictor`: the parts' configs (`_partial_`, built
+    here with `data`); `optimizer` / `scheduler`: conf/optimizer and conf/scheduler configs
+    (`_partial_`), built in `configure_optimizers`; `engine`: "fast" or "plain"
+    (newsrec.models.engine); `data`: `DataInfo.sizes()`; `name`: the model's name in reports.
+    Every argument but the embeddings is saved in checkpoints, which rebuild the model alone.
+    """
 
     def __init__(
         self,
-        model: DictConfig | dict,
-        data: dict,
+        news_encoder: DictConfig | dict,
+        user_encoder: DictConfig | dict,
+        click_predictor: DictConfig | dict,
+        data: DictConfig | dict,
+        optimizer: DictConfig | dict | None = None,
+        scheduler: DictConfig | dict | None = None,
+        engine: str = "fast",
+        name: str = "model",
         seed: int = 0,
         word_embeddings: Tensor | None = None,
         entity_embeddings: Tensor | None = None,
-        optimizer: DictConfig | dict | None = None,
-        scheduler: DictConfig | dict | None = None,
     ):
         super().__init__()
-        model, optimizer, scheduler = (
-            OmegaConf.to_container(c, resolve=True) if isinstance(c, DictConfig) else c
-            for c in (model, optimizer, scheduler)
+        # Plain containers, so that checkpoints hold plain data (save_hyperparameters reads
+        # the arguments' current values).
+        news_encoder, user_encoder, click_predictor = (
+            _plain(c) for c in (news_encoder, user_encoder, click_predictor)
         )
-        if optimizer is None and "lr" in model:
-            # A checkpoint from before conf/optimizer: Adam at the model config's rate.
-            optimizer = {"_target_": "torch.optim.Adam", "_partial_": True, "lr": model["lr"]}
+        optimizer, scheduler, data = _plain(optimizer), _plain(scheduler), _plain(data)
         self.save_hyperparameters(ignore=["word_embeddings", "entity_embeddings"])
         info = DataInfo(
             **data, word_embeddings=word_embeddings, entity_embeddings=entity_embeddings
         )
-        self.recommender = Recommender.from_config(model, info)
+        parts = (news_encoder, user_encoder, click_predictor)
+        self.recommender = Recommender.build(*parts, info, engine=engine)
         self.optimizer_config, self.scheduler_config = optimizer, scheduler
-        self.seed = seed
+        self.name, self.seed = name, seed
         self.metrics = torch.nn.ModuleDict(
             {stage: ImpressionMetrics() for stage in ("val", "test", "val_oracle", "test_oracle")}
         )
@@ -90,8 +108,8 @@ class NewsRecModule(pl.LightningModule):
         self.extra = data.checkpoint_extra
 
     def set_news_table(self, table: dict[str, Tensor]) -> None:
-        # PLM encoders (issue 13): the table may carry more than NEWS_FEATURES (plm_title...),
-        # and `row`, the row index, keys encoders that cache per-news work.
+        # The table may carry more than NEWS_FEATURES (a PLM's plm_title, ...), and `row`, the
+        # row index, keys encoders that keep per-news work (the PLM's frozen layers).
         table = {**table, "row": torch.arange(len(table["title"]))}
         self._table_names = tuple(table)
         for name in self._table_names:
@@ -115,9 +133,6 @@ class NewsRecModule(pl.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.extra = checkpoint.get("newsrec", {})
-        # A checkpoint from before the empty-history fallback: it starts at zero, as in training.
-        fallback = "recommender.empty_history"
-        checkpoint["state_dict"].setdefault(fallback, torch.zeros_like(self.state_dict()[fallback]))
 
     # -- training -----------------------------------------------------------------------------
     def on_train_batch_start(self, batch: dict[str, Tensor], batch_idx: int) -> None:

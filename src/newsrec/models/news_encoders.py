@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from newsrec.data.info import DataInfo
+from newsrec.data.info import DataInfo, NewsInputs
 from newsrec.models.base import NewsEncoder
 from newsrec.models.engine.packing import encode_titles_packed
 from newsrec.models.layers import (
@@ -104,12 +104,16 @@ class CNNNewsEncoder(NewsEncoder):
         self.cnn = WordCNN(word_dim, filters, window, dropout)
         self.pooling = pooling_layer(pooling, filters, query_dim)
         self.topic = self.subtopic = None
-        self.features: tuple[str, ...] = ("title",)
         if topic_dim > 0:
             self.topic = nn.Embedding(data.num_categories, topic_dim)
             self.subtopic = nn.Embedding(data.num_subcategories, topic_dim)
-            self.features = ("title", "category", "subcategory")
+        self.features = self.declare(topic_dim=topic_dim).features
         self.output_dim = filters + 2 * topic_dim
+
+    @classmethod
+    def declare(cls, topic_dim: int = 0, **settings) -> NewsInputs:
+        topics = ("category", "subcategory") if topic_dim > 0 else ()
+        return NewsInputs(features=("title", *topics))
 
     def forward(self, news: dict[str, Tensor], user: Tensor | None = None) -> Tensor:
         r = self.attend_words(news["title"])[0]  # [n, filters]
@@ -137,6 +141,7 @@ class PersonalizedNewsEncoder(NewsEncoder):
     """
 
     needs_user = True
+    reads_user = True
 
     def __init__(
         self,
@@ -191,7 +196,7 @@ class MultiViewNewsEncoder(NewsEncoder):
         if unknown or not views:
             raise ValueError(f"NAML views must be a non-empty subset of {self.VIEWS}: {views}")
         self.views = tuple(views)
-        self.features = self.views
+        self.features = self.declare(views=views).features
         self.embedding = WordEmbedding(data, word_dim, dropout)
         self.text = nn.ModuleDict()
         self.text_pooling = nn.ModuleDict()
@@ -209,6 +214,10 @@ class MultiViewNewsEncoder(NewsEncoder):
                 )
         self.view_attention = AdditiveAttention(filters, query_dim)
         self.output_dim = filters
+
+    @classmethod
+    def declare(cls, views: Sequence[str] = VIEWS, **settings) -> NewsInputs:
+        return NewsInputs(features=tuple(views))
 
     def forward(self, news: dict[str, Tensor], user: Tensor | None = None) -> Tensor:
         vectors = []

@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from newsrec.data.info import DataInfo
+from newsrec.data.info import DataInfo, NewsInputs
 from newsrec.models.base import NewsEncoder
 from newsrec.models.layers import AdditiveAttention, Dropout
 
@@ -124,8 +124,8 @@ class PLMNewsEncoder(NewsEncoder):
         query_dim: int = 200,  # additive attention query, as NRMS
         dim: int = 256,  # news vector width: NRMS's 16 heads x 16
         dropout: float = 0.2,  # on the pooled vector, as NRMS's 20%
-        max_len: int = 30,  # tokens per news (read by preprocessing, plm_tokens.py)
-        fields: tuple[str, ...] = ("title",),  # read by preprocessing: title [+ abstract]
+        max_len: int = 30,  # tokens per news, special tokens included (preprocessing's)
+        fields: tuple[str, ...] = ("title",),  # the text tokenised: title [+ abstract]
         topic_dim: int = 0,  # > 0: concatenate category and subcategory embeddings (LSTUR)
         cache_frozen: bool = True,  # False: run the frozen layers at every step (reference)
         cache_dtype: str = "float32",  # 'bfloat16' halves the cache's memory (GPU)
@@ -162,13 +162,34 @@ class PLMNewsEncoder(NewsEncoder):
         self.cache = FrozenStateCache(data.num_news, getattr(torch, cache_dtype))
         self.first_token_only = pooling == "first" and train_layers == 0
         self.gradient_checkpointing = gradient_checkpointing
-        self.features: tuple[str, ...] = ("plm_title", "plm_title_mask", "row")
+        self.max_len = max_len
+        self.features = self.declare(pretrained, max_len, fields, topic_dim).features
         self.topic = self.subtopic = None
         if topic_dim > 0:
             self.topic = nn.Embedding(data.num_categories, topic_dim)
             self.subtopic = nn.Embedding(data.num_subcategories, topic_dim)
-            self.features += ("category", "subcategory")
         self.output_dim = dim + 2 * topic_dim
+
+    @classmethod
+    def declare(
+        cls,
+        pretrained: str,
+        max_len: int = 30,
+        fields: tuple[str, ...] = ("title",),
+        topic_dim: int = 0,
+        **settings,
+    ) -> NewsInputs:
+        """The PLM's own tokens of `fields` (preprocessing tokenises them with the PLM's
+        tokenizer), the row index that keys the frozen-state cache, and the topics."""
+        if not fields or set(fields) - {"title", "abstract"}:
+            raise ValueError(f"PLM fields must be title and/or abstract, got {list(fields)}")
+        topics = ("category", "subcategory") if topic_dim > 0 else ()
+        return NewsInputs(
+            features=("plm_title", "plm_title_mask", "row", *topics),
+            tokenizer=str(pretrained),
+            max_len=max_len,
+            token_fields=tuple(fields),
+        )
 
     def train(self, mode: bool = True) -> PLMNewsEncoder:
         super().train(mode)
@@ -178,6 +199,11 @@ class PLMNewsEncoder(NewsEncoder):
 
     def set_news_table(self, table: dict[str, Tensor]) -> None:
         """A new news table (another split, a loaded checkpoint): cached states are stale."""
+        if table["plm_title"].shape[1] != self.max_len:
+            raise ValueError(
+                f"the news table holds {table['plm_title'].shape[1]} PLM tokens per news, this "
+                f"encoder was built for max_len={self.max_len}: preprocess with the same max_len"
+            )
         used = table["plm_title_mask"].bool().any(0).nonzero()  # columns some news uses
         width = 1 if self.first_token_only or not len(used) else int(used.max()) + 1
         self.cache.clear(len(table["row"]), width)

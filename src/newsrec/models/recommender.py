@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hydra
 import torch
-from omegaconf import DictConfig
 from torch import Tensor, nn
 
 from newsrec.data.info import DataInfo
@@ -65,16 +64,19 @@ class Recommender(nn.Module):
         self._use_kernels()
 
     @classmethod
-    def from_config(cls, model: DictConfig | dict, data: DataInfo) -> Recommender:
-        """Instantiate the three parts of `conf/model/<name>.yaml` for `data`."""
-        news_encoder = hydra.utils.instantiate(model["news_encoder"])(data=data)
-        user_encoder = hydra.utils.instantiate(model["user_encoder"])(
-            data=data, news_dim=news_encoder.output_dim
-        )
-        click_predictor = hydra.utils.instantiate(model["click_predictor"])(
-            dim=news_encoder.output_dim
-        )
-        return init_weights(cls(news_encoder, user_encoder, click_predictor))  # models/init.py
+    def build(
+        cls,
+        news_encoder: dict,
+        user_encoder: dict,
+        click_predictor: dict,
+        data: DataInfo,
+        engine: str = "fast",
+    ) -> Recommender:
+        """The three parts of a model config (conf/model/<name>.yaml, `_partial_`) for `data`."""
+        news = hydra.utils.instantiate(news_encoder)(data=data)
+        user = hydra.utils.instantiate(user_encoder)(data=data, news_dim=news.output_dim)
+        predictor = hydra.utils.instantiate(click_predictor)(dim=news.output_dim)
+        return init_weights(cls(news, user, predictor, fast=engine == "fast"))  # models/init.py
 
     def _use_kernels(self) -> None:
         device = next(self.parameters(), torch.empty(0)).device
@@ -85,6 +87,13 @@ class Recommender(nn.Module):
         module = super()._apply(fn, recurse)
         self._use_kernels()
         return module
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        """What the model reads, for reports: the news features, and `user` when a part
+        embeds the user's ID."""
+        reads_user = self.news_encoder.reads_user or self.user_encoder.reads_user
+        return (*self.news_encoder.features, *(("user",) if reads_user else ()))
 
     @property
     def cacheable(self) -> bool:

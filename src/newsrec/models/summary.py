@@ -1,11 +1,23 @@
-"""The parameter table printed when training starts (conf/callbacks: `model_summary`)."""
+"""Parameter counts: the table printed when training starts (conf/callbacks: `model_summary`)
+and the counts reports quote."""
 
 from __future__ import annotations
 
 import warnings
 
 import pytorch_lightning as pl
+import torch
 from pytorch_lightning.callbacks import RichModelSummary
+
+
+def count_parameters(module: torch.nn.Module, embeddings: bool = False) -> int:
+    """Trainable parameters; without embeddings, as the NRMS paper's Table 3 counts them."""
+    skip = set()
+    if not embeddings:
+        for m in module.modules():
+            if isinstance(m, torch.nn.Embedding):
+                skip.update(id(p) for p in m.parameters())
+    return sum(p.numel() for p in module.parameters() if p.requires_grad and id(p) not in skip)
 
 
 class ModelSummary(RichModelSummary):

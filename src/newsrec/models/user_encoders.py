@@ -101,6 +101,8 @@ class PersonalizedUserEncoder(UserEncoder):
     Empty history -> zero vector. User row 0 (unseen in training) has a zero embedding.
     """
 
+    reads_user = True
+
     def __init__(
         self, data: DataInfo, news_dim: int, user_dim: int = 100, query_dim: int = 200
     ) -> None:
@@ -144,6 +146,8 @@ class LSTURUserEncoder(UserEncoder):
     long-term vector; user row 0 (unseen in training) has a zero embedding, which is exactly
     that case at test time.
     """
+
+    reads_user = True
 
     def __init__(
         self,

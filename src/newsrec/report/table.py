@@ -1,6 +1,6 @@
 """A sweep's runs as the paper's comparison table: rows of mean ± std over seeds, as CSV and Markdown.
 
-Every finished run writes `metrics.json` in its folder (`newsrec.runner.train`). This module
+Every finished run writes `metrics.json` in its folder (`newsrec.train`). This module
 collects them, groups the runs by data set and model (models in the NRMS / MIND papers'
 order), and writes into the sweep folder:
 

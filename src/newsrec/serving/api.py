@@ -69,14 +69,14 @@ def _table_from_data(
     checkpoint: Path, data: str | DictConfig, data_dir: str | Path | None
 ) -> tuple[dict[str, torch.Tensor], list[str]]:
     """The news table of a data config, preprocessed with the checkpoint's vocabulary."""
-    from newsrec.runner import datamodule_for_checkpoint
+    from newsrec.build import checkpoint_datamodule
     from newsrec.serving.ranking import news_ids
 
     if isinstance(data, str):
         from newsrec.config import compose_for_checkpoint
 
         data = compose_for_checkpoint(checkpoint, data, data_dir)
-    datamodule = datamodule_for_checkpoint(data, checkpoint)
+    datamodule = checkpoint_datamodule(data, checkpoint)
     datamodule.prepare_data()
     datamodule.setup("test")
     return datamodule.news_table(), news_ids(datamodule.paths)

@@ -31,11 +31,12 @@ import torch
 from omegaconf import DictConfig
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from newsrec.build import checkpoint_datamodule
+from newsrec.cli import write_metrics
 from newsrec.data.datamodule import EvalBatchSampler
 from newsrec.data.mind import iter_behaviors
 from newsrec.evaluation.beyond import BeyondAccuracy, self_information
 from newsrec.models.module import NewsRecModule
-from newsrec.runner import datamodule_for_checkpoint, write_metrics
 from newsrec.serving.ranking import Ranker, news_ids, pool_all_problem, top_k_candidates
 
 log = logging.getLogger(__name__)
@@ -88,7 +89,7 @@ def recommend(cfg: DictConfig) -> dict:
     summary also written to recommendations_metrics.json."""
     path, pool, k = _check(cfg)
     device = _device(str(cfg.get("device", "auto")))
-    datamodule = datamodule_for_checkpoint(cfg, path)
+    datamodule = checkpoint_datamodule(cfg, path)
     datamodule.prepare_data()
     datamodule.setup("test")
     split = str(cfg.get("split") or datamodule.test_split)
@@ -97,7 +98,7 @@ def recommend(cfg: DictConfig) -> dict:
         raise RecommendError(f"split={split}: this data has the splits {splits}")
     module = NewsRecModule.load_from_checkpoint(path, map_location=device).eval()
     if pool == "all" and (problem := pool_all_problem(module.recommender)) is not None:
-        name = module.hparams.model.get("name", "this model")
+        name = module.name
         raise RecommendError(
             f"pool=all cannot rank with {name}: {problem}, so each (user, news) pair would "
             "go through the network; use pool=impression"

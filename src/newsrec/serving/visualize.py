@@ -68,12 +68,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data-dir", default=None, help="where the data lives (default: data/)")
     args = parser.parse_args(argv)
 
+    from newsrec.build import checkpoint_datamodule
     from newsrec.config import compose_for_checkpoint
     from newsrec.models.module import NewsRecModule
-    from newsrec.runner import datamodule_for_checkpoint
 
     cfg = compose_for_checkpoint(args.checkpoint, args.data, args.data_dir)
-    datamodule = datamodule_for_checkpoint(cfg, Path(args.checkpoint))
+    datamodule = checkpoint_datamodule(cfg, Path(args.checkpoint))
     datamodule.setup("test")
     module = NewsRecModule.load_from_checkpoint(args.checkpoint, map_location="cpu").eval()
     table = datamodule.news_table()

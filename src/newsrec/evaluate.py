@@ -1,0 +1,40 @@
+"""What `python eval.py ckpt_path=...` does: a checkpoint's metrics on `cfg.data`'s test split,
+or the leaderboard's prediction.zip when that split has no labels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from newsrec import build
+from newsrec.cli import print_metrics, write_metrics
+from newsrec.data.features import check_model_data
+from newsrec.evaluation.predict import predict_unlabeled
+from newsrec.models.module import NewsRecModule
+
+
+def evaluate(cfg: DictConfig) -> dict:
+    """Evaluate `cfg.ckpt_path`; the metrics are printed and written to metrics.json."""
+    path = Path(cfg.ckpt_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"ckpt_path={path}: no such checkpoint file")
+    dm = build.checkpoint_datamodule(cfg, path)
+    with build.preparing_data(cfg.paths.data_dir):
+        dm.prepare_data()
+        dm.setup("test")
+    module = NewsRecModule.load_from_checkpoint(path, map_location="cpu")
+    check_model_data(module.recommender.news_encoder.features, dm, module.name)
+    module.use_data(build.module_data(dm, ("test",)))
+    trainer = build.trainer(cfg)
+    metrics = {"checkpoint": str(path), "split": dm.test_split}
+    if dm.data.splits[dm.test_split].labeled:
+        trainer.test(module, datamodule=dm)
+        metrics.update(
+            {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
+        )
+    else:
+        metrics.update(predict_unlabeled(trainer, module, dm, Path(cfg.paths.output_dir)))
+    print_metrics(metrics, "test")
+    write_metrics(Path(cfg.paths.output_dir) / "metrics.json", metrics)
+    return metrics
