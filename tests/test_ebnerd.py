@@ -223,3 +223,11 @@ def test_a_click_given_twice_counts_once(tmp_path):
     paths = bundle_paths(folder, None, None, None)
     data = load_or_build(paths, PreprocessConfig(), tmp_path / "cache", progress=False)
     assert data.splits["train"].labels[:3].tolist() == [0, 1, 0]
+
+
+def test_glove_on_danish_text_is_refused_with_the_alternatives(tmp_path):
+    from newsrec.data.glove import words_outside
+
+    folder = simple_bundle(tmp_path / "b")
+    with pytest.raises(DataError, match="embedding=random.*nrms_docvec.*nrms_plm"):
+        words_outside([folder / "train"], ["title"], ["<pad>"])
