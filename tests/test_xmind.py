@@ -81,6 +81,9 @@ def test_synthetic_xmind_keeps_the_oracle_and_speaks_another_language(data_dir, 
 def test_xmind_small_config_takes_the_language(tmp_path):
     cfg = make_config("train", ["data=xmind_small", "data.language=vie"], tmp_path, tmp_path)
     assert cfg.data.source.language == "vie" and cfg.data.test_split == "dev"
+    assert cfg.model.optimizer.lr == 1e-4 and cfg.trainer.max_epochs == 5  # MIND-small's recipe
+    cfg = make_config("train", ["data=synthetic_xmind", "data.language=tha"], tmp_path, tmp_path)
+    assert cfg.data.source.language == "tha" and cfg.data.test_split == "test"
 
 
 def test_plm_texts_follow_the_ebnerd_news_table(tmp_path):
