@@ -16,6 +16,7 @@ from omegaconf import DictConfig, open_dict
 from torch import nn
 
 import newsrec.config  # noqa: F401  (resolvers)
+from newsrec.config import model_presets
 from newsrec.data.info import DataInfo
 from newsrec.data.preprocess import PreprocessConfig, load_or_build
 from newsrec.data.synthetic import SyntheticSource
@@ -24,6 +25,10 @@ from newsrec.models.layers import FastPath
 from newsrec.models.recommender import Recommender
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
+
+# The presets that run on any world: nrms_plm needs a pretrained model folder (tests/test_plm.py
+# trains it), nrms_docvec document vectors (tests/test_ebnerd_submission.py trains it).
+SELF_CONTAINED = [name for name in model_presets() if name not in ("nrms_plm", "nrms_docvec")]
 
 # A smaller NRMS for tests about the training loop rather than the architecture.
 SMALL_NRMS = [

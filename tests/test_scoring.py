@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-from newsrec.config import model_presets
 from newsrec.data.datamodule import MindDataModule
 from newsrec.data.synthetic import SyntheticSource
 from newsrec.evaluation.scorer import Scorer
@@ -17,9 +16,9 @@ from newsrec.models.engine.packing import bucket
 from newsrec.models.layers import FastPath, MultiHeadSelfAttention
 from newsrec.models.recommender import Recommender
 
-from conftest import build_recommender, small_sizes
+from conftest import SELF_CONTAINED, build_recommender, small_sizes
 
-PRESETS = [name for name in model_presets() if name != "nrms_plm"]  # test_plm.py: nrms_plm
+PRESETS = SELF_CONTAINED
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ from omegaconf import DictConfig
 
 from newsrec import build
 from newsrec.cli import print_metrics, write_metrics
+from newsrec.data.features import check_model_data
 from newsrec.evaluation.predict import predict_unlabeled
 from newsrec.models.module import NewsRecModule
 
@@ -23,6 +24,7 @@ def evaluate(cfg: DictConfig) -> dict:
         dm.prepare_data()
         dm.setup("test")
     module = NewsRecModule.load_from_checkpoint(path, map_location="cpu")
+    check_model_data(module.recommender.news_encoder.features, dm, module.name)
     module.use_data(build.module_data(dm, ("test",)))
     trainer = build.trainer(cfg)
     metrics = {"checkpoint": str(path), "split": dm.test_split}

@@ -22,6 +22,14 @@ STREAMS = {
     "train": 10,
     "dev": 11,
     "test": 12,
+    # the EB-NeRD layout's own draws (newsrec.data.ebnerd.synthetic); the xMIND translation
+    "ebnerd-articles": 20,
+    "ebnerd-document-vectors": 21,
+    "ebnerd-beyond-accuracy": 22,
+    "ebnerd-history-times": 23,
+    "ebnerd-history-reading": 24,
+    "ebnerd-behaviors": 25,
+    "xmind-translation": 30,
 }
 
 
