@@ -1,4 +1,4 @@
-"""The one-shot GPU check and benchmark (issue 12, item 3); run it through benchmarks/gpu.sh:
+"""The one-shot GPU check and benchmark; run it through benchmarks/gpu.sh:
 
     bash benchmarks/gpu.sh                          # CUDA: every section, < 8 min on one H100
     bash benchmarks/gpu.sh --device cpu --tiny      # the same code path on CPU, tiny sizes

@@ -1,4 +1,4 @@
-"""PLM news encoders (issue 13): training speed of `nrms_plm` beside GloVe NRMS, one command:
+"""PLM news encoders: training speed of `nrms_plm` beside GloVe NRMS, one command:
 
     python benchmarks/bench_plm.py                       # -> benchmarks/results_plm.json
     python benchmarks/bench_plm.py --modes frozen top1   # some modes only

@@ -1,4 +1,4 @@
-"""EB-NeRD (issue 22): the published schema, the challenge protocol in the arrays, bad input.
+"""EB-NeRD: the published schema, the challenge protocol in the arrays, bad input.
 
 The schema expectations below are the Arrow types of the toolkit's own sample files
 (ebanalyse/ebnerd-benchmark, test/data/ebnerd/behaviors.parquet and history.parquet, read

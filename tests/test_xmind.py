@@ -1,4 +1,4 @@
-"""xMIND (issue 22): MIND-small's behaviours with translated news, joined by id; missing
+"""xMIND: MIND-small's behaviours with translated news, joined by id; missing
 translations counted, the run stopped above a share; PLM tokens of translated and Danish text."""
 
 from __future__ import annotations

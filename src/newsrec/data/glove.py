@@ -274,7 +274,7 @@ def words_outside(
     for folder in folders:
         if folder is None:
             continue
-        if (Path(folder) / "behaviors.parquet").is_file():  # EB-NeRD (issue 22)
+        if (Path(folder) / "behaviors.parquet").is_file():  # EB-NeRD
             from newsrec.data.mind import DataError
 
             raise DataError(

@@ -12,7 +12,7 @@ features are all padding, and it also stands for a news ID missing from news.tsv
     subcategory     int64 [num_news]                0 = unknown
     title_entities  int64 [num_news, title_len]     entity id of each title token, 0 = none
 
-Datasets beyond MIND (issue 22) carry the features their files have (`Preprocessed.features`
+Datasets beyond MIND carry the features their files have (`Preprocessed.features`
 says which): EB-NeRD has no title entities, xMIND's translated titles none either (MIND's
 entity offsets point into the English text), and EB-NeRD may add
 

@@ -104,7 +104,7 @@ def news_texts(paths: SplitPaths, fields: tuple[str, ...]) -> list[tuple[str, ..
     unknown = set(fields) - {"title", "abstract"}
     if unknown or not fields:
         raise ValueError(f"PLM fields must be title and/or abstract, got {list(fields)}")
-    if paths.layout == "ebnerd":  # articles.parquet rows: title, subtitle (issue 22)
+    if paths.layout == "ebnerd":  # articles.parquet rows: title, subtitle
         from newsrec.data.ebnerd.build import FIELDS
         from newsrec.data.ebnerd.reader import read_articles
 

@@ -217,7 +217,7 @@ def build(
     folders = {"train": paths.train, "dev": paths.dev, "test": paths.test}
     folders = {k: Path(v) for k, v in folders.items() if v is not None}
     with progress_bar(progress) as bar:
-        if paths.layout == "ebnerd":  # parquet files (issue 22)
+        if paths.layout == "ebnerd":  # parquet files
             from newsrec.data.ebnerd.build import build_ebnerd
 
             return build_ebnerd(paths, cfg, vocab, bar)

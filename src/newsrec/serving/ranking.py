@@ -36,7 +36,7 @@ def news_ids(paths: SplitPaths) -> list[str]:
     Preprocessing numbers news by first appearance over train, dev, test news.tsv (blank
     lines skipped, a repeated id keeps its first row); only the id column is read here.
     """
-    if paths.layout == "ebnerd":  # EB-NeRD: the article ids, in news-table order (issue 22)
+    if paths.layout == "ebnerd":  # EB-NeRD: the article ids, in news-table order
         from newsrec.data.ebnerd.reader import read_articles
 
         return ["", *map(str, read_articles(paths.articles).ids.tolist())]
