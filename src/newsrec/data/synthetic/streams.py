@@ -102,10 +102,6 @@ def alias_draw(
     return np.where(u[:, 1] < prob[row], row, alias[row])
 
 
-def _segment_starts(counts: np.ndarray) -> np.ndarray:
-    return np.cumsum(counts) - counts
-
-
 def seen_before(group: np.ndarray, item: np.ndarray, num_items: int) -> np.ndarray:
     """True for every (group, item) pair already seen earlier in the arrays."""
     key = group.astype(np.int64) * num_items + item
