@@ -9,16 +9,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from newsrec.data.ragged import lengths_to_offsets
 from newsrec.data.synthetic.config import DAY, INTENSIFIERS, NEGATIONS
+from newsrec.data.synthetic.state import World
 from newsrec.data.synthetic.streams import draw_from_cdf, random_units, stream, unit, zipf_cdf
-
-if TYPE_CHECKING:
-    from newsrec.data.synthetic.world import World
 
 
 def subcategory_in(w: World, category: np.ndarray, u: np.ndarray) -> np.ndarray:
