@@ -114,6 +114,15 @@ def load_module(
 def check_resume(path: str | Path, checkpoint: dict, module, vocab: dict) -> None:
     """Resuming from `checkpoint` (read from `path`) into `module`, built on data with the
     vocabularies `vocab`: the weights must fit the model and the ids mean the same words."""
+    theirs = checkpoint["newsrec"]["vocab"]
+    for name in SIZES:
+        if name in theirs and name in vocab and list(theirs[name]) != list(vocab[name]):
+            raise CheckpointError(
+                f"{path}: it was trained on another vocabulary than this run's data gives "
+                f"({len(theirs[name]):,} {name} there, {len(vocab[name]):,} here, or the "
+                "same number in another order). To fix: resume with the data settings of "
+                "the run that wrote it (data=..., data.preprocess.*, embedding=...)"
+            )
     saved = checkpoint["state_dict"]
     for key, tensor in module.state_dict().items():
         if key not in saved or tuple(saved[key].shape) != tuple(tensor.shape):
@@ -124,13 +133,4 @@ def check_resume(path: str | Path, checkpoint: dict, module, vocab: dict) -> Non
                 f"here; {key}: {found} there, {tuple(tensor.shape)} here). To fix: resume "
                 "with the model settings of the run that wrote it (its .hydra/overrides.yaml), "
                 "or train afresh without ckpt_path"
-            )
-    theirs = checkpoint["newsrec"]["vocab"]
-    for name in SIZES:
-        if name in theirs and name in vocab and list(theirs[name]) != list(vocab[name]):
-            raise CheckpointError(
-                f"{path}: it was trained on another vocabulary than this run's data gives "
-                f"({len(theirs[name]):,} {name} there, {len(vocab[name]):,} here, or the "
-                "same number in another order). To fix: resume with the data settings of "
-                "the run that wrote it (data=..., data.preprocess.*, embedding=...)"
             )

@@ -20,7 +20,9 @@ import logging
 import os
 import re
 import shutil
+import socket
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Sequence
 from http.client import HTTPException
@@ -219,19 +221,51 @@ def _split_hf(source: str) -> tuple[str, str, str]:
     return "/".join(parts[:2]), "/".join(parts[2:]), repo_type
 
 
+def _resolves(url: str) -> bool:
+    """Whether the host of `url` has an address (no network, no DNS: it has none)."""
+    try:
+        socket.getaddrinfo(urllib.parse.urlsplit(url).hostname, None)
+    except OSError:
+        return False
+    return True
+
+
 def _download_hf(source: str, dest: Path) -> Path:
-    """Fetch an hf:// file into dest's folder (hf_hub_download resumes and caches on its own)."""
+    """Fetch an hf:// file into dest's folder (hf_hub_download resumes and caches on its own).
+
+    huggingface_hub retries a failed request five times over ~23 s and logs each retry twice
+    (its own handler and the root logger's): it is quiet here, and fetch_zip logs the
+    mirror's failure once. A Hub whose name does not resolve is not tried at all; only
+    Hugging Face's local cache is looked at."""
     import huggingface_hub
 
     repo_id, filename, repo_type = _split_hf(source)
-    local = huggingface_hub.hf_hub_download(
-        repo_id,
-        filename,
-        repo_type=repo_type,
-        local_dir=dest.parent,
-        # Read now, not at import: a Hub mirror set after start-up (or by a test) still counts.
-        endpoint=os.environ.get("HF_ENDPOINT") or None,
-    )
+    # Read now, not at import: a Hub mirror set after start-up (or by a test) still counts.
+    endpoint = os.environ.get("HF_ENDPOINT") or None
+    hub = endpoint or huggingface_hub.constants.ENDPOINT
+    online = _resolves(hub)
+    hub_logger = logging.getLogger("huggingface_hub")
+    level = hub_logger.level
+    hub_logger.setLevel(logging.ERROR)
+    try:
+        local = huggingface_hub.hf_hub_download(
+            repo_id,
+            filename,
+            repo_type=repo_type,
+            local_dir=dest.parent,
+            endpoint=endpoint,
+            local_files_only=not online,
+        )
+    except huggingface_hub.errors.LocalEntryNotFoundError:
+        if online:
+            raise
+        host = urllib.parse.urlsplit(hub).hostname
+        raise DownloadError(
+            f"{host} does not resolve (no network or no DNS) and Hugging Face's local cache "
+            "does not hold the file"
+        ) from None
+    finally:
+        hub_logger.setLevel(level)
     local = Path(local)
     if local.resolve() != dest.resolve():  # a file in a repo subfolder: bring it to dest
         shutil.move(str(local), dest)
@@ -274,13 +308,18 @@ def fetch_zip(
                 download_file(source, dest, progress=progress)
             check_zip(dest, required)
             log.info("%s: downloaded from %s", name, source)
+            if failures:
+                listing = "; ".join(f"{s}: {reason}" for s, reason in failures)
+                log.warning("%s: mirrors that failed before %s: %s", name, source, listing)
             return dest
         except CorruptZipError as err:
             dest.unlink(missing_ok=True)
             failures.append((source, f"served a bad zip: {err}"))
         except Exception as err:  # any failure of one mirror means: try the next one
             failures.append((source, f"{type(err).__name__}: {err}"))
-        log.warning("%s: mirror %s failed: %s", name, source, failures[-1][1])
+        # The reason is said once: in the error below if every mirror fails, else in the
+        # warning of the mirror that worked.
+        log.info("%s: mirror %s failed; trying the next one", name, source)
 
     listing = "\n".join(f"  - {source}: {reason}" for source, reason in failures)
     raise DownloadError(
