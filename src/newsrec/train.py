@@ -52,12 +52,6 @@ def setup(cfg: DictConfig) -> tuple[MindDataModule, NewsRecModule, pl.Trainer]:
     module = build.module(cfg, dm.info, words)
     if checkpoint is not None:
         check_resume(resume, checkpoint, module, dm.checkpoint_extra()["vocab"])
-        log.info(
-            "resuming from %s (epoch %d, step %d)",
-            resume,
-            checkpoint.get("epoch", 0) + 1,
-            checkpoint.get("global_step", 0),
-        )
     stages = ("val", "test") if cfg.get("test", True) else ("val",)
     module.use_data(build.module_data(dm, stages))
     if cfg.get("compile"):
@@ -65,7 +59,15 @@ def setup(cfg: DictConfig) -> tuple[MindDataModule, NewsRecModule, pl.Trainer]:
         # cut to the longest), hence dynamic shapes.
         module.recommender.news_encoder.compile(dynamic=True)
         module.recommender.user_encoder.compile(dynamic=True)
-    return dm, module, build.trainer(cfg)
+    trainer = build.trainer(cfg)
+    if checkpoint is not None and trainer.is_global_zero:
+        log.info(
+            "resuming from %s (after epoch %d, step %d)",
+            resume,
+            checkpoint.get("epoch", 0) + 1,
+            checkpoint.get("global_step", 0),
+        )
+    return dm, module, trainer
 
 
 def describe(
@@ -103,7 +105,8 @@ def evaluate_best(
     if checkpoint is not None and checkpoint.best_model_score is not None:
         metrics["val/auc_best"] = float(checkpoint.best_model_score)
     if best:  # every validation metric of the checkpoint kept (MIND-large: its dev metrics)
-        log.info("evaluating the best checkpoint: %s", best)
+        if trainer.is_global_zero:
+            log.info("evaluating the best checkpoint: %s", best)
         trainer.validate(module, datamodule=dm, ckpt_path=best, verbose=False)
         metrics.update(_logged(trainer, "val/"))
         print_metrics(metrics, "val", f"best checkpoint on {dm.val_split}")

@@ -21,6 +21,10 @@ import logging
 import os
 import sys
 import warnings
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
 
 # Evaluation metrics are gathered by ImpressionMetrics itself, so logging them without
 # sync_dist is right; Lightning's advice to add it does not apply.
@@ -34,6 +38,9 @@ warnings.filterwarnings(
     category=FutureWarning,
     module=r"pytorch_lightning\.utilities\._pytree",
 )
+# Lightning 2.6 deprecates DDPStrategy(broadcast_buffers=False) (conf/trainer/ddp*.yaml) and
+# advises in the same message to keep it until its replacement exists: nothing to act on.
+warnings.filterwarnings("ignore", message=r"`broadcast_buffers` is deprecated")
 
 # Lightning messages that are not for a newsrec user, by their first words.
 _DROPPED = (
@@ -88,3 +95,15 @@ def route_library_logs() -> None:
         huggingface_hub.utils.disable_progress_bars()
         if "transformers" in sys.modules:
             sys.modules["transformers"].utils.logging.disable_progress_bar()
+
+
+class QuietSweep(Callback):
+    """Hydra callback (conf/hydra/default.yaml): Hydra builds the sweeper after
+    `on_multirun_start`; Optuna's, imported here first, then logs its study through Hydra's
+    handlers instead of its own coloured one."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if "optuna" in str(config.hydra.sweeper.get("_target_", "")):
+            import optuna  # noqa: F401
+
+        route_library_logs()

@@ -381,9 +381,13 @@ def save(data: Preprocessed, folder: Path) -> Path:
     return folder
 
 
+_SEEN: set[Path] = set()  # cache folders this process loaded (checked, announced) already
+
+
 def load(folder: Path) -> Preprocessed:
     meta = json.loads((folder / "meta.json").read_text())
-    verify_files(folder, meta.get("checksums"))
+    if folder not in _SEEN:  # once per process: Lightning prepares the data at each stage
+        verify_files(folder, meta.get("checksums"))
     cfg_dict = meta["config"]
     cfg_dict["vocab_fields"] = tuple(cfg_dict["vocab_fields"])
 
@@ -421,9 +425,6 @@ def _same_vocabulary(folder: Path, vocab: Vocabulary) -> bool:
     return meta.get("vocab") == asdict(vocab)
 
 
-_ANNOUNCED: set[Path] = set()
-
-
 def load_or_build(
     paths: SplitPaths,
     cfg: PreprocessConfig,
@@ -446,11 +447,8 @@ def load_or_build(
     if (folder / "meta.json").exists():
         try:
             data = load(folder)
-            # Said once per process: Lightning prepares the data at each fit/validate/test.
-            (log.debug if folder in _ANNOUNCED else log.info)(
-                "preprocessed data loaded from %s", folder
-            )
-            _ANNOUNCED.add(folder)
+            (log.debug if folder in _SEEN else log.info)("preprocessed data loaded from %s", folder)
+            _SEEN.add(folder)
             return data
         except (OSError, ValueError, KeyError, TypeError) as e:  # damaged: rebuilt, not trusted
             log.warning("cache %s is damaged (%s): rebuilding it", folder, e)

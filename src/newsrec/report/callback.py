@@ -19,8 +19,6 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from newsrec.console.quiet import route_library_logs
-
 try:
     import fcntl
 except ImportError:  # Windows: jobs finishing at the same moment are not serialised
@@ -53,7 +51,6 @@ class ComparisonReport(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         # Resolved now, once: hydra.sweep.dir usually holds ${now:...}.
         self.sweep_dir = Path(str(config.hydra.sweep.dir))
-        route_library_logs()  # the sweeper (Optuna) is imported by now
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         if not self.enabled or config.hydra.mode != RunMode.MULTIRUN:

@@ -100,10 +100,9 @@ def recommend(cfg: DictConfig) -> dict:
         splits = ", ".join(datamodule.data.splits)
         raise RecommendError(f"split={split}: this data has the splits {splits}")
     if pool == "all" and (problem := pool_all_problem(module.recommender)) is not None:
-        name = module.name
         raise RecommendError(
-            f"pool=all cannot rank with {name}: {problem}, so each (user, news) pair would "
-            "go through the network; use pool=impression"
+            f"pool=all cannot rank with {module.name}: {problem}, so each (user, news) pair "
+            "would go through the network; use pool=impression"
         )
     table = {name: t.to(device) for name, t in datamodule.news_table().items()}
     ids = np.asarray(news_ids(datamodule.paths), dtype=object)
