@@ -140,3 +140,13 @@ def test_suggestions_follow_the_groups_chosen_on_the_command_line():
     assert npa.startswith("did you mean model.news_encoder.filters?")
     assert nearest("qwertyuiop", {"seed", "trainer.max_epochs"}) is None
     assert overrides(["-m", "--config-dir", "x=y", "a=1", "-cn", "eval"]) == ["a=1"]
+
+
+def test_on_a_terminal_the_rich_bar_stays_and_no_line_is_logged(monkeypatch):
+    from newsrec.console import progress
+
+    monkeypatch.setattr(progress, "interactive", lambda: True)
+    assert progress.TrainingLog().lines is False
+    monkeypatch.setattr(progress, "interactive", lambda: False)
+    assert progress.TrainingLog().lines is True
+    assert progress.TrainingLog(lines=False).lines is False  # forced either way
