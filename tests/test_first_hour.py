@@ -67,7 +67,8 @@ def test_quick_experiment_trains_and_tests_in_seconds(tmp_path):
     assert output.count("val metrics (best checkpoint on dev):") == 1
     assert output.count("test metrics (test):") == 1
     assert f"auc      {metrics['test/auc']:.4f}   oracle" in output
-    assert f"of which {metrics['params_without_embeddings']:,} outside the embedding" in output
+    assert f"parameters: {metrics['params']:,} (0.2 MB); " in output
+    assert f"; {metrics['params_without_embeddings']:,} outside the embedding tables" in output
     for noise in NOISE:
         assert noise not in output, noise
     print(f"experiment=quick: {seconds:.1f} s wall")  # README: under 30 s on a quiet 2-core CPU
@@ -99,7 +100,7 @@ def test_a_run_in_a_log_file_reports_progress_and_draws_a_loss_curve(data_dir, t
     assert steps == [(e, s) for e in (1, 2) for s in range(1, 7)]
     assert len(re.findall(r"validation after epoch \d, step \d+: auc 0\.\d{4}", output)) == 2
     assert "training done: 12 steps" in output
-    assert "━" not in output.split("parameters:")[1]  # no Rich bar after the summary
+    assert "━" not in output.split("parameters: ")[1]  # no Rich bar after the summary
     for noise in NOISE:
         assert noise not in output, noise
     events = EventAccumulator(str(tmp_path / "tensorboard")).Reload()

@@ -14,7 +14,6 @@ import warnings
 
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import RichModelSummary
-from pytorch_lightning.utilities.model_summary import get_human_readable_count
 
 from newsrec.models.summary import count_parameters
 
@@ -42,11 +41,10 @@ class ModelSummary(RichModelSummary):
                 table.add_row(name, kind, params)
         get_console().print(table)
         recommender = getattr(pl_module, "recommender", pl_module)
-        total = count_parameters(recommender, embeddings=True)
+        total = sum(p.numel() for p in recommender.parameters())
+        trained = count_parameters(recommender, embeddings=True)
+        line = f"parameters: {total:,} ({summary.model_size:.1f} MB)"
+        if trained != total:  # a frozen PLM
+            line += f", {trained:,} of them trained"
         without = count_parameters(recommender)
-        print(
-            f"parameters: {total:,} ({get_human_readable_count(total).strip()}, "
-            f"{summary.model_size:.1f} MB), of which {without:,} outside the embedding "
-            "tables (the papers' count)",
-            flush=True,
-        )
+        print(f"{line}; {without:,} outside the embedding tables (the papers' count)", flush=True)
