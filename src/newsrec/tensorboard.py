@@ -57,8 +57,8 @@ def hyperparameters(cfg: DictConfig, hparams: dict, metrics: dict) -> dict[str, 
     for part in ("news_encoder", "user_encoder", "click_predictor", "optimizer", "scheduler"):
         out.update(_part(part, hparams.get(part)))
     out.pop("optimizer/params", None)
-    data = cfg.data
-    preprocess = OmegaConf.to_container(data.preprocess, resolve=True)
+    data = OmegaConf.to_container(cfg.data, resolve=True)
+    preprocess = data.get("preprocess") or {}
     embedding = cfg.get("embedding")
     out.update(
         {
@@ -67,13 +67,12 @@ def hyperparameters(cfg: DictConfig, hparams: dict, metrics: dict) -> dict[str, 
             "data/train_impressions": int(metrics.get("train_impressions", 0)),
             "data/train_samples": int(metrics.get("train_samples", 0)),
             "data/val_split": str(metrics.get("val_split", "")),
-            "data/npratio": int(data.npratio),
-            "data/batch_size": int(data.batch_size),
-            **{f"data/{k}": _scalar(preprocess[k]) for k in ("title_len", "history_len")},
+            **{f"data/{k}": _scalar(data.get(k)) for k in ("npratio", "batch_size")},
+            **{f"data/{k}": _scalar(preprocess.get(k)) for k in ("title_len", "history_len")},
             "embedding": str(embedding.get("kind", "")) if embedding else "none",
             "seed": int(cfg.seed),
-            "precision": str(cfg.trainer.precision),
-            "max_epochs": int(cfg.trainer.max_epochs),
+            "precision": str(cfg.trainer.get("precision")),
+            "max_epochs": _scalar(cfg.trainer.get("max_epochs")),
             "devices": int(metrics.get("devices", 1)),
             "params_without_embeddings": int(metrics.get("params_without_embeddings", 0)),
         }
