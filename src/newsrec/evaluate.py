@@ -10,6 +10,7 @@ from omegaconf import DictConfig
 from newsrec import build
 from newsrec.checkpoints import load_module, read_checkpoint
 from newsrec.cli import print_metrics, write_metrics
+from newsrec.data.features import check_model_data
 from newsrec.evaluation.predict import predict_unlabeled
 
 
@@ -23,6 +24,7 @@ def evaluate(cfg: DictConfig) -> dict:
     with build.preparing_data(cfg.paths.data_dir):
         dm.prepare_data()
         dm.setup("test")
+    check_model_data(module.recommender.news_encoder.features, dm, module.name)
     module.use_data(build.module_data(dm, ("test",)))
     trainer = build.trainer(cfg)
     metrics = {"checkpoint": str(path), "split": dm.test_split}

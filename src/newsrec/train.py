@@ -21,6 +21,7 @@ from newsrec import build
 from newsrec.checkpoints import check_resume, read_checkpoint
 from newsrec.cli import print_metrics, write_metrics
 from newsrec.data.datamodule import MindDataModule
+from newsrec.data.features import check_model_data
 from newsrec.evaluation.predict import predict_unlabeled
 from newsrec.models.module import NewsRecModule
 from newsrec.models.summary import count_parameters
@@ -48,6 +49,8 @@ def setup(cfg: DictConfig) -> tuple[MindDataModule, NewsRecModule, pl.Trainer]:
     # model and vocabulary of this run once they are built.
     checkpoint = read_checkpoint(resume) if resume not in (None, "last", "hpc") else None
     dm, words = build.prepared_datamodule(cfg)
+    needed = build.declared_inputs(cfg.model).features  # refused before the model is built
+    check_model_data(needed, dm, cfg.model.get("name", "model"))
     _warn_if_random_words_on_mind(cfg)
     module = build.module(cfg, dm.info, words)
     if checkpoint is not None:

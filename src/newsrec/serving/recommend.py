@@ -176,9 +176,7 @@ def _rank_split(
                 top, top_scores = top_k_candidates(
                     ranker.scores(batch), batch["candidates"], batch["candidate_mask"], k
                 )
-            vectors = None
-            if ranker.news_vectors is not None:
-                vectors = ranker.news_vectors[top.clamp(min=0)]
+            vectors = ranker.list_vectors(batch, top)
             metric.update(top, batch["impression"], ranker.table["category"], information, vectors)
             at = np.asarray([position[int(i)] for i in batch["impression"].tolist()])
             lists[at, : top.shape[1]] = top.cpu().numpy()

@@ -1,10 +1,10 @@
-"""Faster computations of two plain layers, picked once for the device the model lives on.
+"""Faster computations of two plain layers' functions: dropout and multi-head attention.
 
-`use_fast_kernels(model, device)` sets `Dropout.kernel` and `MultiHeadSelfAttention.kernel`
-in every such layer of `model`; the Recommender calls it when it is built and again
-whenever it is moved (`Recommender._apply`), so no layer looks at the device in a step.
-A layer whose kernel is None runs the paper's computation written in layers.py; every
-kernel here gives the same numbers (tests/test_models.py checks each against it).
+Layers with a fast path (`Dropout`, `MultiHeadSelfAttention`) call these once the engine
+has switched them on (`FastPath.set_fast`, when the model is built with engine=fast);
+otherwise they run the paper's computation written in layers.py. Every kernel here gives
+the same numbers as that computation (tests/test_models.py and test_scoring.py check each).
+Pure tensor code: no model imports.
 """
 
 from __future__ import annotations
@@ -13,9 +13,7 @@ import math
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
-
-from newsrec.models.layers import Dropout, MultiHeadSelfAttention
+from torch import Tensor
 
 
 class _CheapMaskDropout(torch.autograd.Function):
@@ -51,6 +49,14 @@ def cheap_dropout(x: Tensor, p: float) -> Tensor:
     reproduces them. Other devices keep `F.dropout` (fused there).
     """
     return _CheapMaskDropout.apply(x, p)
+
+
+def dropout(x: Tensor, p: float) -> Tensor:
+    """Inverted dropout in training mode: `cheap_dropout` on a CPU, torch's elsewhere (fused
+    there), chosen at each call from the tensor's device."""
+    if x.device.type == "cpu":
+        return cheap_dropout(x, p)
+    return F.dropout(x, p, training=True)
 
 
 def _heads(qkv: Tensor, heads: int, head_dim: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -117,16 +123,10 @@ def cpu_attention(
     return keys_first_attention(qkv, mask, heads, head_dim, dropout)
 
 
-def attention_kernel(device: torch.device):
-    """The attention kernel for `device`: `cpu_attention` on CPU, fused elsewhere."""
-    return cpu_attention if device.type == "cpu" else fused_attention
-
-
-def use_fast_kernels(model: nn.Module, device: torch.device, fast: bool = True) -> None:
-    """Give every Dropout and MultiHeadSelfAttention of `model` its kernel for `device`
-    (None: the plain computation everywhere, e.g. `fast=False`)."""
-    for layer in model.modules():
-        if isinstance(layer, Dropout):
-            layer.kernel = cheap_dropout if fast and device.type == "cpu" else None
-        elif isinstance(layer, MultiHeadSelfAttention):
-            layer.kernel = attention_kernel(device) if fast else None
+def attention(qkv: Tensor, mask: Tensor, heads: int, head_dim: int, dropout: float = 0.0) -> Tensor:
+    """NRMS eq. 1-2 (6-7) by the kernel that is fastest for where and what it computes, chosen
+    at each call from the tensor's device, dtype, gradient and length: `cpu_attention` on a
+    CPU, torch's fused kernel (flash / memory-efficient) on a GPU."""
+    if qkv.device.type == "cpu":
+        return cpu_attention(qkv, mask, heads, head_dim, dropout)
+    return fused_attention(qkv, mask, heads, head_dim, dropout)
