@@ -169,12 +169,8 @@ def read_news(path: Path | str, report: Report | None = None) -> News:
         news.title_entities.append(spans)
         news.abstract_entities.append([e["WikidataId"] for e in abstract_entities])
     if not news.ids:
-        raise MindFormatError(
-            path,
-            None,
-            "no news in this file (it is empty)",
-            "restore or re-download the split; a MIND news.tsv lists every news its split names",
-        )
+        remedy = "restore or re-download the split; a MIND news.tsv lists every news it names"
+        raise MindFormatError(path, None, "no news in this file (it is empty)", remedy)
     return news
 
 
