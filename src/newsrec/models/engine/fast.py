@@ -35,7 +35,6 @@ from newsrec.models.engine.packing import (
 )
 
 if TYPE_CHECKING:
-    from newsrec.models.base import NewsEncoder
     from newsrec.models.recommender import Recommender
 
 
@@ -110,8 +109,8 @@ class FastEngine:
         encoder, flat = model.news_encoder, rows.reshape(-1)
         if not model.needs_user:
             unique, inverse = torch.unique(flat, return_inverse=True)
-            vectors = self.news_vectors(encoder, table, padded_rows(unique))
-            return vectors, inverse.view(rows.shape)
+            news = news_features(table, padded_rows(unique), encoder.features)
+            return encoder.forward_packed(news), inverse.view(rows.shape)
         if user is None:
             raise ValueError("this news encoder needs the user of each news (needs_user)")
         readers = user.view(-1, *[1] * (rows.dim() - 1)).expand_as(rows).reshape(-1)
@@ -121,10 +120,6 @@ class FastEngine:
         news, index = torch.unique(pairs % num_news, return_inverse=True)
         shared = encoder.user_independent(news_features(table, padded_rows(news), encoder.features))
         return encoder.personalize(shared, index, pairs // num_news), inverse.view(rows.shape)
-
-    def news_vectors(self, encoder: NewsEncoder, table: dict, rows: Tensor) -> Tensor:
-        """Vectors [n, D] of news `rows`, from their real words (`forward_packed`)."""
-        return encoder.forward_packed(news_features(table, rows, encoder.features))
 
     # -- evaluation -------------------------------------------------------------------------
     def cache(self, model: Recommender, table: dict, rows: Tensor | None) -> EvaluationCache:

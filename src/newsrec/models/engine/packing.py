@@ -199,7 +199,7 @@ class Packed:
 
     def pad_scores(self, scores: Tensor) -> Tensor:
         """One value per item [T] -> [n, L], zeros at padding."""
-        return self.pad(scores.unsqueeze(-1)).squeeze(-1)
+        return pad(scores.unsqueeze(-1), self.index, self.mask.shape).squeeze(-1)
 
     def pool(self, x: Tensor, weights: Tensor) -> Tensor:
         """sum_i weights[r, i] x_i over each row r's items: x [T, D], weights [n, L] -> [n, D]."""

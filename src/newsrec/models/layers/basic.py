@@ -42,7 +42,7 @@ class FastPath:
 
 class Dropout(nn.Module, FastPath):
     """Inverted dropout. Fast: on a CPU, a mask from 16 random bits per element, a tenth of
-    torch's cost with the same expectation (engine/kernels.py, `cheap_dropout`)."""
+    torch's cost with the same expectation (engine/kernels.py, `dropout`)."""
 
     def __init__(self, p: float = 0.5) -> None:
         super().__init__()
