@@ -8,6 +8,7 @@ import hydra
 from omegaconf import DictConfig
 
 from newsrec.cli import run_cli
+from newsrec.console.hints import suggest_on_bad_override
 from newsrec.evaluate import evaluate
 
 
@@ -17,4 +18,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with suggest_on_bad_override("eval"):
+        main()

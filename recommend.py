@@ -4,24 +4,23 @@
 Writes recommendations.jsonl (one impression a line, best first) and
 recommendations_metrics.json (beyond-accuracy metrics of the lists) to the run folder; with
 export=true also the news and user vectors and a TensorBoard projector (newsrec.serving.export).
+A setting that cannot work exits with status 2, a bad file with status 1, both without a
+traceback.
 """
-
-import sys
 
 import hydra
 from omegaconf import DictConfig
 
-from newsrec.serving.recommend import RecommendError, recommend
+from newsrec.cli import run_cli
+from newsrec.console.hints import suggest_on_bad_override
+from newsrec.serving.recommend import recommend
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="recommend")
 def main(cfg: DictConfig) -> None:
-    try:
-        recommend(cfg)
-    except RecommendError as err:  # a setting the user can fix: the message, no traceback
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    run_cli(recommend, cfg)
 
 
 if __name__ == "__main__":
-    main()
+    with suggest_on_bad_override("recommend"):
+        main()

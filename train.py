@@ -1,6 +1,7 @@
 """Train a model and test its best checkpoint: `python train.py [model=nrms] [data=synthetic]`.
 
-Sweeps: `python train.py -m model=nrms,npa,lstur seed=1,2,3` (comparison table at the end);
+A first result in seconds: `python train.py experiment=quick`. Sweeps: `python train.py -m
+model=nrms,npa,lstur seed=1,2,3` (comparison table refreshed as each run ends);
 hyperparameter search: `python train.py -m hparams_search=nrms_optuna`.
 """
 
@@ -9,6 +10,7 @@ from omegaconf import DictConfig
 
 from newsrec.cli import run_cli
 from newsrec.config import optimized_value
+from newsrec.console.hints import suggest_on_bad_override
 from newsrec.train import train
 
 
@@ -20,4 +22,5 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    main()
+    with suggest_on_bad_override("train"):
+        main()

@@ -185,7 +185,7 @@ def test_ddp_by_strategy_flag_on_cpu(data_dir, tmp_path):
 
 @pytest.mark.slow
 def test_optuna_sweep_reports_the_best_validation_auc_of_its_trials(data_dir, tmp_path):
-    run_train(
+    output = run_train(
         [
             "hparams_search=nrms_optuna",
             "hydra.sweeper.n_trials=3",
@@ -209,3 +209,7 @@ def test_optuna_sweep_reports_the_best_validation_auc_of_its_trials(data_dir, tm
         "data.batch_size",
     }
     assert not (tmp_path / "comparison.md").exists()  # trials are not seeds of one model
+    # Quiet: no "[HYDRA] setup plugin alembic..." lines, no colour codes from Optuna's
+    # handler; its study line once, in Hydra's format.
+    assert "alembic" not in output and "\x1b[" not in output
+    assert output.count("A new study created in memory with name: nrms") == 1

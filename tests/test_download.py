@@ -376,3 +376,24 @@ def test_mindsource_zip_names_and_defaults() -> None:
     assert demo.mirrors[0] == "hf://yjw1029/MIND/{name}"
     with pytest.raises(ValueError, match="variant"):
         MindSource("medium")
+
+
+def test_an_unreachable_hub_fails_at_once_and_is_said_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No network: the hf:// mirror is not retried five times (~23 s, each retry logged
+    twice); one line per mirror, and the reasons once, in the error."""
+    import time
+
+    import huggingface_hub.constants
+
+    monkeypatch.delenv("HF_ENDPOINT", raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    start = time.perf_counter()
+    with caplog.at_level(logging.DEBUG), pytest.raises(DownloadError) as raised:
+        fetch_zip("MINDsmall_dev.zip", ["hf://yjw1029/MIND/{name}"], tmp_path / "c", progress=False)
+    assert time.perf_counter() - start < 5
+    assert "huggingface.co does not resolve (no network or no DNS)" in str(raised.value)
+    assert "Retrying" not in caplog.text
+    assert caplog.text.count("mirror hf://yjw1029/MIND/MINDsmall_dev.zip failed") == 1

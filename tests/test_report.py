@@ -283,3 +283,30 @@ def test_multirun_of_train_py_ends_with_the_comparison_table(data_dir, tmp_path)
     assert f"{runs['nrms']['test/auc']:.4f}" in table and "2 runs" in table
     assert (sweep_dir / "comparison.png").read_bytes().startswith(PNG_MAGIC)
     assert "comparison report written" in done.stdout + done.stderr
+
+
+def test_a_sweep_with_a_failed_run_keeps_the_table_of_the_runs_that_finished(data_dir, tmp_path):
+    """The table is written as each run ends: the second run's failure (a user error, here a
+    split that does not exist) leaves the first run's table, and no folder of its own."""
+    sweep_dir = tmp_path / "sweep"
+    command = [
+        sys.executable, "train.py", "-m", "data.val_split=dev,nope", "data=synthetic_tiny",
+        "trainer=cpu", "trainer.max_epochs=1", "trainer.limit_train_batches=2",
+        "callbacks=none", "logger=[]", *SMALL_NRMS,
+        f"paths.data_dir={data_dir}", f"hydra.sweep.dir={sweep_dir}",
+        "hydra.sweep.subdir=${hydra.job.num}",  # all those overrides make too long a name
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("HYDRA_FULL_ERROR", None)
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=env)
+    output = done.stdout + done.stderr
+    assert done.returncode == 1, output[-3000:]
+    assert output.count("error: data.val_split='nope'") == 1 and "Traceback" not in output
+    assert "a run of the sweep failed: data.val_split='nope'" in done.stderr  # Hydra's last word
+    (first,) = [json.loads(p.read_text()) for p in sweep_dir.glob("*/metrics.json")]
+    rows = read_csv(sweep_dir / "comparison.csv")
+    assert [r["model"] for r in rows] == ["nrms", ORACLE]
+    assert float(rows[0]["auc_mean"]) == pytest.approx(first["test/auc"], abs=1e-12)
+    assert f"comparison table updated: {sweep_dir / 'comparison.md'}" in output
+    jobs = sorted(p.name for p in sweep_dir.iterdir() if p.is_dir() and p.name[0] != ".")
+    assert jobs == ["0"]  # the failed run's folder is gone

@@ -97,9 +97,39 @@ def test_tensorboard_holds_scalars_and_hyperparameters(trained):
         tags |= set(acc.Tags()["scalars"])
         with contextlib.suppress(KeyError):  # an event file without hyperparameters
             plugins |= set(acc.PluginTagToContent("hparams"))
-    assert {"train/loss", "val/auc", "val/mrr", "val/ndcg@10"} <= tags
+    assert {"train/loss", "val/auc", "val/mrr", "val/ndcg@10", "lr-Adam"} <= tags
     assert {"test/auc", "test/oracle_auc"} <= tags
     assert {"_hparams_/experiment", "_hparams_/session_start_info"} <= plugins
+
+
+def test_tensorboard_shows_what_researchers_compare_and_attention_per_validation(trained):
+    """HPARAMS: the model's settings, no `_target_` strings or paths; the word-attention
+    picture at each of the 2 validations, not only at the end."""
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    out, metrics = trained
+    hparams, images = {}, []
+    for file in (out / "tensorboard").rglob("events.out.tfevents*"):
+        acc = EventAccumulator(str(file), size_guidance={"images": 0})
+        acc.Reload()
+        if "word_attention" in acc.Tags()["images"]:
+            images += [e.step for e in acc.Images("word_attention")]
+        with contextlib.suppress(KeyError):
+            content = acc.PluginTagToContent("hparams")["_hparams_/session_start_info"]
+            info = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info
+            hparams = {k: v.WhichOneof("kind") and getattr(v, v.WhichOneof("kind"))
+                       for k, v in info.hparams.items()}  # fmt: skip
+    assert hparams["model"] == "nrms" and hparams["engine"] == "fast"
+    assert hparams["news_encoder"] == "SelfAttentionNewsEncoder"
+    assert hparams["news_encoder/heads"] == 4 and hparams["news_encoder/word_dim"] == 32
+    assert hparams["optimizer"] == "Adam" and hparams["optimizer/lr"] == pytest.approx(1e-3)
+    assert hparams["data"] == "synthetic_tiny" and hparams["seed"] == 0
+    assert hparams["data/train_samples"] == metrics["train_samples"]
+    assert hparams["params_without_embeddings"] == metrics["params_without_embeddings"]
+    assert not [k for k, v in hparams.items() if "_target_" in k or "newsrec." in str(v)]
+    assert not [k for k, v in hparams.items() if str(v).startswith("/")]  # no paths
+    assert len(hparams) < 50
+    assert len(set(images)) == 2  # one picture per validation (2 epochs)
 
 
 def test_resumed_run_ends_like_an_uninterrupted_one(trained, data_dir, tmp_path):

@@ -133,10 +133,15 @@ def trainer(cfg: DictConfig) -> pl.Trainer:
     return hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
 
-def checkpoint_datamodule(cfg: DictConfig, path: Path) -> MindDataModule:
+def checkpoint_datamodule(
+    cfg: DictConfig, path: Path, checkpoint: dict | None = None
+) -> MindDataModule:
     """`cfg.data` preprocessed with the checkpoint's vocabularies and lengths, so word and
-    user ids mean what they meant in training."""
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    user ids mean what they meant in training. `checkpoint`: the file's content, if read
+    already; else it is read and checked here (newsrec.checkpoints)."""
+    from newsrec.checkpoints import read_checkpoint
+
+    checkpoint = checkpoint if checkpoint is not None else read_checkpoint(path)
     extra = checkpoint.get("newsrec", {})
     saved = extra.get("preprocess", {})
     keep = ("title_len", "abstract_len", "history_len", "vocab_fields")

@@ -1,51 +1,35 @@
-"""What the command lines share: user errors without a traceback, the metrics printed and
-written, and quiet logs (Lightning's advertisements and warnings that are not the user's)."""
+"""What the command lines share: user errors without a traceback, no run folder left behind
+by a run that failed before it wrote anything, the metrics printed and written, and quiet
+logs (`newsrec.console.quiet`)."""
 
 from __future__ import annotations
 
 import json
 import logging
 import os
+import shutil
 import sys
-import warnings
 from pathlib import Path
 
+from hydra.errors import CompactHydraException
 from omegaconf import DictConfig
 from pytorch_lightning.utilities import rank_zero_only
 
+from newsrec.console.quiet import route_library_logs
 from newsrec.constants import METRICS
 from newsrec.utils.io import write_text
 
-# Evaluation metrics are gathered by ImpressionMetrics itself, so logging them without
-# sync_dist is right; Lightning's advice to add it does not apply.
-warnings.filterwarnings("ignore", message=".*sync_dist=True.*")
-warnings.filterwarnings("ignore", message=".*custom batch sampler.*")
-# Lightning 2.6 calls torch's deprecated `isinstance(x, LeafSpec)` on every batch it moves;
-# the warning is Lightning's to fix and says nothing about this run.
-warnings.filterwarnings(
-    "ignore",
-    message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
-    category=FutureWarning,
-    module=r"pytorch_lightning\.utilities\._pytree",
-)
+log = logging.getLogger(__name__)
+
+# Set once a task function runs: a command that exits before that failed in Hydra's
+# composition of the config (a mistyped override), see newsrec.console.hints.
+task_started = False
 
 
-class _NoProductTips(logging.Filter):
-    """Drops what Lightning prints at every run that is not for a newsrec user: the "💡 Tip"
-    advertisements for its cloud products (litlogger, litmodels), and the note that it will
-    not add its default model summary because conf/callbacks gives one. Every other message
-    passes."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        text = str(record.msg)
-        if text.startswith("Trainer already configured with model summary callbacks"):
-            return False
-        return not (text.startswith("💡 Tip") and ("litlogger" in text or "litmodels" in text))
-
-
-# rank_zero_info logs through whichever of the two rank-zero loggers was imported last.
-for _name in ("pytorch_lightning.utilities.rank_zero", "lightning_fabric.utilities.rank_zero"):
-    logging.getLogger(_name).addFilter(_NoProductTips())
+class JobFailed(CompactHydraException):
+    """A job of a multirun stopped by a user error (already printed): Hydra records the job
+    as failed, runs the other jobs and the end-of-job callbacks (the comparison table), then
+    prints this one line instead of a traceback."""
 
 
 def user_errors() -> tuple[type[BaseException], ...]:
@@ -57,15 +41,73 @@ def user_errors() -> tuple[type[BaseException], ...]:
 
 
 def run_cli(function, cfg: DictConfig):
-    """train.py / eval.py: run `function(cfg)`; a user error prints its message (what, where,
-    what to do) and exits with status 1, without a traceback unless HYDRA_FULL_ERROR=1."""
+    """train.py / eval.py / recommend.py: run `function(cfg)`.
+
+    A user error prints its message (what, where, what to do) without a traceback (unless
+    HYDRA_FULL_ERROR=1) and exits with status 1 (or the error's `exit_status`); in a
+    multirun it fails the job (`JobFailed`) so that the other jobs still run. A run folder
+    holding nothing but Hydra's own files is removed when the run fails.
+    """
+    global task_started
+    task_started = True
+    route_library_logs()
     try:
         return function(cfg)
     except user_errors() as err:
+        _remove_empty_run_folder()
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         print(f"error: {err}", file=sys.stderr, flush=True)
-        raise SystemExit(1) from None
+        if _in_multirun():
+            raise JobFailed(f"a run of the sweep failed: {err}") from None
+        raise SystemExit(getattr(err, "exit_status", 1)) from None
+    except BaseException:
+        _remove_empty_run_folder()
+        raise
+
+
+def _hydra_output_dir() -> Path | None:
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return None
+    return Path(HydraConfig.get().runtime.output_dir)
+
+
+def _in_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+# What Hydra writes into every run folder before the task starts.
+_HYDRA_FILES = {".hydra", "train.log", "eval.log", "recommend.log"}
+
+
+def _remove_empty_run_folder() -> None:
+    """Remove this run's folder if it holds only Hydra's config copy and log: a run that
+    failed before writing anything (a bad setting, a missing file) leaves nothing behind.
+    Under DDP only the first process decides (the others share the folder)."""
+    if int(os.environ.get("LOCAL_RANK", "0")) or int(os.environ.get("NODE_RANK", "0")):
+        return
+    folder = _hydra_output_dir()
+    if folder is None or not folder.is_dir():
+        return
+    if {p.name for p in folder.iterdir()} <= _HYDRA_FILES:
+        _close_file_logs(folder)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _close_file_logs(folder: Path) -> None:
+    """Detach and close the log handlers writing into `folder` (Hydra's `<task>.log`)."""
+    loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+    for logger in loggers:
+        for handler in list(getattr(logger, "handlers", [])):
+            name = getattr(handler, "baseFilename", None)
+            if name is not None and Path(name).parent == folder.resolve():
+                logger.removeHandler(handler)
+                handler.close()
 
 
 @rank_zero_only
@@ -76,7 +118,8 @@ def write_metrics(path: Path, metrics: dict) -> None:
 
 @rank_zero_only
 def print_metrics(metrics: dict, stage: str, label: str = "") -> None:
-    """The official metrics of `stage` ("val", "test"), with the oracle's beside them."""
+    """The official metrics of `stage` ("val", "test"), with the oracle's beside them, then
+    the stage's other figures (beyond-accuracy, ...) on one line."""
     rows = []
     for name in METRICS:
         value = metrics.get(f"{stage}/{name}")
@@ -86,6 +129,17 @@ def print_metrics(metrics: dict, stage: str, label: str = "") -> None:
         rows.append(
             f"  {name:<8} {value:.4f}" + (f"   oracle {oracle:.4f}" if oracle is not None else "")
         )
+    official = {f"{stage}/{n}" for n in METRICS} | {f"{stage}/oracle_{n}" for n in METRICS}
+    others = [
+        f"{key.removeprefix(stage + '/')} {value:.4f}"
+        for key, value in sorted(metrics.items())
+        if key.startswith(f"{stage}/")
+        and key not in official
+        and not key.endswith("_best")  # val/auc_best: the auc above, as chosen
+        and isinstance(value, float)
+    ]
+    if others and rows:
+        rows.append("  " + ", ".join(others))
     if rows:
         title = f"{stage} metrics ({label})" if label else f"{stage} metrics"
         print(f"{title}:\n" + "\n".join(rows), flush=True)

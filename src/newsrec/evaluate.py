@@ -8,28 +8,28 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from newsrec import build
+from newsrec.checkpoints import load_module, read_checkpoint
 from newsrec.cli import print_metrics, write_metrics
 from newsrec.data.features import check_model_data
 from newsrec.evaluation.predict import predict_unlabeled
-from newsrec.models.module import NewsRecModule
 
 
 def evaluate(cfg: DictConfig) -> dict:
     """Evaluate `cfg.ckpt_path`; the metrics are printed and written to metrics.json."""
     path = Path(cfg.ckpt_path)
-    if not path.is_file():
-        raise FileNotFoundError(f"ckpt_path={path}: no such checkpoint file")
-    dm = build.checkpoint_datamodule(cfg, path)
+    # Checked before any data is prepared: a bad file stops the run with nothing cached.
+    checkpoint = read_checkpoint(path)
+    module = load_module(path, checkpoint=checkpoint)
+    dm = build.checkpoint_datamodule(cfg, path, checkpoint)
     with build.preparing_data(cfg.paths.data_dir):
         dm.prepare_data()
         dm.setup("test")
-    module = NewsRecModule.load_from_checkpoint(path, map_location="cpu")
     check_model_data(module.recommender.news_encoder.features, dm, module.name)
     module.use_data(build.module_data(dm, ("test",)))
     trainer = build.trainer(cfg)
     metrics = {"checkpoint": str(path), "split": dm.test_split}
     if dm.data.splits[dm.test_split].labeled:
-        trainer.test(module, datamodule=dm)
+        trainer.test(module, datamodule=dm, verbose=False)  # printed below, once
         metrics.update(
             {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
         )

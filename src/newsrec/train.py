@@ -14,39 +14,47 @@ import time
 from pathlib import Path
 
 import pytorch_lightning as pl
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from newsrec import build
+from newsrec.checkpoints import check_resume, read_checkpoint
 from newsrec.cli import print_metrics, write_metrics
 from newsrec.data.datamodule import MindDataModule
 from newsrec.data.features import check_model_data
 from newsrec.evaluation.predict import predict_unlabeled
 from newsrec.models.module import NewsRecModule
 from newsrec.models.summary import count_parameters
+from newsrec.tensorboard import hyperparameters
 
 log = logging.getLogger(__name__)
 
 
 def train(cfg: DictConfig) -> dict:
     """Fit `cfg.model` on `cfg.data`, evaluate its best checkpoint, write metrics.json."""
-    pl.seed_everything(cfg.seed, workers=True)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
     dm, module, trainer = setup(cfg)
     start = time.perf_counter()
     trainer.fit(module, datamodule=dm, ckpt_path=cfg.get("ckpt_path"))
     metrics = describe(cfg, dm, module, trainer, time.perf_counter() - start)
     metrics.update(evaluate_best(cfg, dm, module, trainer))
-    report(cfg, trainer, metrics)
+    report(cfg, trainer, module, metrics)
     return metrics
 
 
 def setup(cfg: DictConfig) -> tuple[MindDataModule, NewsRecModule, pl.Trainer]:
     """The prepared data, the model Hydra builds for it, and the Trainer."""
+    resume = cfg.get("ckpt_path")
+    # A checkpoint to resume from is checked before any data is prepared, and against the
+    # model and vocabulary of this run once they are built.
+    checkpoint = read_checkpoint(resume) if resume not in (None, "last", "hpc") else None
     dm, words = build.prepared_datamodule(cfg)
     needed = build.declared_inputs(cfg.model).features  # refused before the model is built
     check_model_data(needed, dm, cfg.model.get("name", "model"))
     _warn_if_random_words_on_mind(cfg)
     module = build.module(cfg, dm.info, words)
+    if checkpoint is not None:
+        check_resume(resume, checkpoint, module, dm.checkpoint_extra()["vocab"])
     stages = ("val", "test") if cfg.get("test", True) else ("val",)
     module.use_data(build.module_data(dm, stages))
     if cfg.get("compile"):
@@ -54,7 +62,15 @@ def setup(cfg: DictConfig) -> tuple[MindDataModule, NewsRecModule, pl.Trainer]:
         # cut to the longest), hence dynamic shapes.
         module.recommender.news_encoder.compile(dynamic=True)
         module.recommender.user_encoder.compile(dynamic=True)
-    return dm, module, build.trainer(cfg)
+    trainer = build.trainer(cfg)
+    if checkpoint is not None and trainer.is_global_zero:
+        log.info(
+            "resuming from %s (after epoch %d, step %d)",
+            resume,
+            checkpoint.get("epoch", 0) + 1,
+            checkpoint.get("global_step", 0),
+        )
+    return dm, module, trainer
 
 
 def describe(
@@ -92,13 +108,15 @@ def evaluate_best(
     if checkpoint is not None and checkpoint.best_model_score is not None:
         metrics["val/auc_best"] = float(checkpoint.best_model_score)
     if best:  # every validation metric of the checkpoint kept (MIND-large: its dev metrics)
+        if trainer.is_global_zero:
+            log.info("evaluating the best checkpoint: %s", best)
         trainer.validate(module, datamodule=dm, ckpt_path=best, verbose=False)
         metrics.update(_logged(trainer, "val/"))
         print_metrics(metrics, "val", f"best checkpoint on {dm.val_split}")
     if cfg.get("test", True):
         start = time.perf_counter()
         if dm.data.splits[dm.test_split].labeled:
-            trainer.test(module, datamodule=dm, ckpt_path=best or None)
+            trainer.test(module, datamodule=dm, ckpt_path=best or None, verbose=False)
             metrics.update(_logged(trainer, "test/"))
         else:
             out = Path(cfg.paths.output_dir)
@@ -108,14 +126,13 @@ def evaluate_best(
     return metrics
 
 
-def report(cfg: DictConfig, trainer: pl.Trainer, metrics: dict) -> None:
-    """metrics.json in the run folder, and the hyperparameters beside the final metrics in
-    each logger (TensorBoard's HPARAMS tab)."""
+def report(cfg: DictConfig, trainer: pl.Trainer, module: NewsRecModule, metrics: dict) -> None:
+    """metrics.json in the run folder, and the hyperparameters a researcher compares beside
+    the final metrics in each logger (TensorBoard's HPARAMS tab; newsrec.tensorboard)."""
     final = {k: v for k, v in metrics.items() if k.startswith(("test/", "val/"))}
-    params = OmegaConf.to_container(cfg, resolve=True)
-    params.pop("paths", None)
+    params = hyperparameters(cfg, dict(module.hparams), metrics)
     for logger in trainer.loggers:
-        logger.log_hyperparams(_flatten(params), final)
+        logger.log_hyperparams(params, final)
         logger.finalize("success")
     write_metrics(Path(cfg.paths.output_dir) / "metrics.json", metrics)
 
@@ -132,14 +149,3 @@ def _warn_if_random_words_on_mind(cfg: DictConfig) -> None:
             "training on MIND with random word vectors (embedding=random): published MIND "
             "numbers use GloVe; expect lower AUC. Drop embedding=random to use GloVe 840B"
         )
-
-
-def _flatten(tree: dict, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{name}/"))
-        else:
-            flat[name] = value if isinstance(value, (int, float, str, bool)) else str(value)
-    return flat

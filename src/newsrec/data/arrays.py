@@ -21,6 +21,11 @@ class PreprocessConfig:
     # Days at the end of train held out for validation. 0 (the published protocols): every
     # train day is trained on and validation reads dev, MIND's own last day of the week.
     val_days: int = 0
+    # Share of a split's history and candidate entries whose news no news.tsv has: above
+    # max_missing_news an error naming the split's news.tsv, above warn_missing_news a
+    # warning in the data report (newsrec.data.checks).
+    max_missing_news: float = 0.1
+    warn_missing_news: float = 0.01
 
 
 @dataclass

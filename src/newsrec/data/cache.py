@@ -7,7 +7,8 @@ Why .npy and not Arrow/`datasets`: every array here is a fixed-dtype numeric arr
 by numpy slicing in the batch builder, and `np.load(mmap_mode="r")` maps it in microseconds
 with no conversion. The key hashes the input files (path, size, modification time) and the
 settings; the folder is written under a temporary name and renamed, so a killed run never
-leaves a folder that a later run trusts.
+leaves a folder that a later run trusts, and meta.json records each file's size and CRC-32,
+so a folder damaged afterwards (truncated, overwritten, a lost block) is rebuilt, not trusted.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import numpy as np
 
 from newsrec.constants import SPLITS
 from newsrec.data.arrays import PreprocessConfig, Preprocessed, SplitArrays, Vocabulary
+from newsrec.data.checks import file_checksums, verify_files
 from newsrec.data.info import NEWS_FEATURES, SplitPaths
 from newsrec.utils.io import atomic_path
 
@@ -83,14 +85,28 @@ def save(data: Preprocessed, folder: Path) -> Path:
             "news": list(data.news),
             "features": list(data.features),
         }
-        # meta.json is written last: a folder without it is never trusted.
+        # meta.json is written last: a folder without it is never trusted. The size and
+        # CRC-32 of every file are checked when a process first loads the folder.
+        meta["checksums"] = file_checksums(tmp)
         (tmp / "meta.json").write_text(json.dumps(meta))
     data.path = folder
     return folder
 
 
+_CHECKED: set[Path] = set()  # cache folders this process has loaded and checked
+
+
+def seen(folder: Path) -> bool:
+    """Whether this process has loaded `folder` already."""
+    return Path(folder) in _CHECKED
+
+
 def load(folder: Path) -> Preprocessed:
+    """The cache in `folder`; ValueError (or OSError) when it is damaged: a file missing,
+    truncated or changed since it was written (a caller rebuilds it)."""
     meta = json.loads((folder / "meta.json").read_text())
+    if not seen(folder):  # once per process: Lightning prepares the data at each stage
+        verify_files(folder, meta.get("checksums"))
     cfg_dict = meta["config"]
     cfg_dict["vocab_fields"] = tuple(cfg_dict["vocab_fields"])
 
@@ -104,6 +120,7 @@ def load(folder: Path) -> Preprocessed:
         truth_path = folder / f"{split}_truth.npy"
         truth = np.load(truth_path, mmap_mode="r") if truth_path.exists() else None
         splits[split] = SplitArrays(**fields_, truth=truth)
+    _CHECKED.add(Path(folder))
     return Preprocessed(
         config=PreprocessConfig(**cfg_dict),
         vocab=Vocabulary(**meta["vocab"]),

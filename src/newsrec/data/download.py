@@ -17,9 +17,7 @@ is a file of a Hugging Face repository, fetched with `huggingface_hub.hf_hub_dow
 from __future__ import annotations
 
 import logging
-import os
 import re
-import shutil
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
@@ -27,6 +25,8 @@ from http.client import HTTPException
 from pathlib import Path
 from typing import BinaryIO
 
+from newsrec.data.hub import download_hf as _download_hf
+from newsrec.data.hub import split_hf as _split_hf  # noqa: F401  (tested here)
 from newsrec.data.info import SplitPaths
 from newsrec.data.source import DataSource
 from newsrec.data.zips import (  # noqa: F401  (CorruptZipError, UnsafeZipError: part of this API)
@@ -208,36 +208,6 @@ def _mirror_source(template: str, name: str) -> str:
     return template.rstrip("/") + "/" + name
 
 
-def _split_hf(source: str) -> tuple[str, str, str]:
-    """hf://[datasets/|models/]owner/repo/path/in/repo -> (repo_id, filename, repo_type)."""
-    parts = source.removeprefix("hf://").strip("/").split("/")
-    repo_type = "dataset"
-    if parts and parts[0] in ("datasets", "models"):
-        repo_type = "dataset" if parts.pop(0) == "datasets" else "model"
-    if len(parts) < 3:
-        raise ValueError(f"{source}: expected hf://[datasets/|models/]<owner>/<repo>/<file>")
-    return "/".join(parts[:2]), "/".join(parts[2:]), repo_type
-
-
-def _download_hf(source: str, dest: Path) -> Path:
-    """Fetch an hf:// file into dest's folder (hf_hub_download resumes and caches on its own)."""
-    import huggingface_hub
-
-    repo_id, filename, repo_type = _split_hf(source)
-    local = huggingface_hub.hf_hub_download(
-        repo_id,
-        filename,
-        repo_type=repo_type,
-        local_dir=dest.parent,
-        # Read now, not at import: a Hub mirror set after start-up (or by a test) still counts.
-        endpoint=os.environ.get("HF_ENDPOINT") or None,
-    )
-    local = Path(local)
-    if local.resolve() != dest.resolve():  # a file in a repo subfolder: bring it to dest
-        shutil.move(str(local), dest)
-    return dest
-
-
 def fetch_zip(
     name: str,
     mirrors: Sequence[str],
@@ -274,13 +244,18 @@ def fetch_zip(
                 download_file(source, dest, progress=progress)
             check_zip(dest, required)
             log.info("%s: downloaded from %s", name, source)
+            if failures:
+                listing = "; ".join(f"{s}: {reason}" for s, reason in failures)
+                log.warning("%s: mirrors that failed before %s: %s", name, source, listing)
             return dest
         except CorruptZipError as err:
             dest.unlink(missing_ok=True)
             failures.append((source, f"served a bad zip: {err}"))
         except Exception as err:  # any failure of one mirror means: try the next one
             failures.append((source, f"{type(err).__name__}: {err}"))
-        log.warning("%s: mirror %s failed: %s", name, source, failures[-1][1])
+        # The reason is said once: in the error below if every mirror fails, else in the
+        # warning of the mirror that worked.
+        log.info("%s: mirror %s failed; trying the next one", name, source)
 
     listing = "\n".join(f"  - {source}: {reason}" for source, reason in failures)
     raise DownloadError(

@@ -168,6 +168,9 @@ def read_news(path: Path | str, report: Report | None = None) -> News:
         news.abstract.append(abstract)
         news.title_entities.append(spans)
         news.abstract_entities.append([e["WikidataId"] for e in abstract_entities])
+    if not news.ids:
+        remedy = "restore or re-download the split; a MIND news.tsv lists every news it names"
+        raise MindFormatError(path, None, "no news in this file (it is empty)", remedy)
     return news
 
 

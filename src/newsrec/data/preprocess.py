@@ -26,7 +26,9 @@ from newsrec.data.cache import (  # noqa: F401  (CACHE_VERSION, load, save: part
     load,
     same_vocabulary,
     save,
+    seen,
 )
+from newsrec.data.checks import check_news_coverage
 from newsrec.data.info import NEWS_FEATURES, SplitPaths
 from newsrec.data.mind import (
     Behaviors,
@@ -147,19 +149,25 @@ def _sequence_ids(offsets: np.ndarray, values: np.ndarray, limit: int) -> np.nda
     return ids.astype(np.int64)
 
 
+_MISSING = (
+    "history news missing from news.tsv (dropped)",
+    "candidate news missing from news.tsv (scored as empty news)",
+)
+
+
 def _map_behaviors(
     chunk: Behaviors, news_index: pa.Array, cfg: PreprocessConfig, report: Report
 ) -> dict[str, np.ndarray]:
     hist_flat = pc.index_in(chunk.history.values, value_set=news_index)
     hist_missing = hist_flat.is_null().to_numpy(zero_copy_only=False)
     hist_rows = pc.fill_null(hist_flat, -1).to_numpy() + 1
-    report.add("history news missing from news.tsv (dropped)", int(hist_missing.sum()))
+    report.add(_MISSING[0], int(hist_missing.sum()))
     hist_offsets, hist_values = keep_last(
         chunk.history.offsets.to_numpy().astype(np.int64), hist_rows, ~hist_missing, cfg.history_len
     )
     report.add("impressions with an empty history", int((np.diff(hist_offsets) == 0).sum()))
     cand_flat = pc.index_in(chunk.candidates.values, value_set=news_index)
-    report.add("candidate news missing from news.tsv (scored as empty news)", cand_flat.null_count)
+    report.add(_MISSING[1], cand_flat.null_count)
     cand_rows = pc.fill_null(cand_flat, -1).to_numpy() + 1
     labels = chunk.labels if chunk.labels is not None else np.full(len(cand_rows), -1, np.int8)
     if chunk.labels is not None:
@@ -187,12 +195,17 @@ def _read_split(
     advance=lambda: None,
 ) -> tuple[dict[str, np.ndarray], pa.Array]:
     parts, users = [], []
+    missing_before, entries = sum(report.counts[k] for k in _MISSING), 0
     for chunk in iter_behaviors(folder / "behaviors.tsv", block_size=_BLOCK):
         parts.append(_map_behaviors(chunk, news_index, cfg, report))
         users.append(chunk.user)
+        entries += len(chunk.history.values) + len(chunk.candidates.values)
         advance()
     arrays = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     check_unique_impressions(folder / "behaviors.tsv", arrays["impression_id"])
+    missing = sum(report.counts[k] for k in _MISSING) - missing_before
+    limits = (cfg.max_missing_news, cfg.warn_missing_news)
+    check_news_coverage(folder / "news.tsv", folder.name, missing, entries, *limits)
     return arrays, pa.concat_arrays(users)
 
 
@@ -344,11 +357,13 @@ def load_or_build(
             folder = built
     if (folder / "meta.json").exists():
         try:
+            announced = seen(folder)
             data = load(folder)
-            log.info("preprocessed data loaded from %s", folder)
+            # Said once per process: Lightning prepares the data at each fit/validate/test.
+            (log.debug if announced else log.info)("preprocessed data loaded from %s", folder)
             return data
-        except (OSError, ValueError, KeyError) as e:  # a damaged cache is rebuilt, not trusted
-            log.warning("cache %s is unreadable (%s): rebuilding it", folder, e)
+        except (OSError, ValueError, KeyError, TypeError) as e:  # damaged: rebuilt, not trusted
+            log.warning("cache %s is damaged (%s): rebuilding it", folder, e)
     start = time.perf_counter()
     log.info("preprocessing %s (cache: %s)", paths.train.parent, folder)
     data = build(paths, cfg, vocab, progress=progress)

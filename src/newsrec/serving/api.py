@@ -36,6 +36,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
+from newsrec.checkpoints import load_module
 from newsrec.data.info import news_table_tensors
 from newsrec.data.preprocess import PreprocessConfig, Vocabulary, _news_table
 from newsrec.models.module import NewsRecModule
@@ -97,8 +98,6 @@ def load(
         device: "cpu", "cuda", ... or "auto".
     """
     checkpoint = Path(checkpoint)
-    if not checkpoint.is_file():
-        raise FileNotFoundError(f"{checkpoint}: no such checkpoint file")
     if (news is None) == (data is None):
         raise ValueError(
             "newsrec.load needs the news to recommend from: pass news='path/news.tsv' (or a "
@@ -106,7 +105,8 @@ def load(
         )
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    module = NewsRecModule.load_from_checkpoint(checkpoint, map_location=device).eval()
+    # Checked as eval.py checks it: a bad file raises CheckpointError naming it.
+    module = load_module(checkpoint, device, key="checkpoint").eval()
     if news is not None:
         files = [news] if isinstance(news, (str, Path)) else list(news)
         table, ids = _table_from_news_files(files, module.extra)

@@ -13,9 +13,9 @@ and the news vectors, labelled with id and category, to TensorBoard's embedding 
 that is the same for every user and DKN no user vector that is the same for every candidate:
 what is undefined is skipped with a message.
 
-`TensorBoardPictures` (conf/callbacks/default.yaml) does the pictures at the end of a
-training run: the word attention of a few test titles (`newsrec.serving.visualize`) as an image and
-the test news vectors in the projector.
+`TensorBoardPictures` (conf/callbacks/default.yaml) does the pictures of a training run: the
+word attention of a few test titles (`newsrec.serving.visualize`) as an image at every
+validation, and the test news vectors in the projector at the end.
 """
 
 from __future__ import annotations
@@ -126,15 +126,27 @@ def export_vectors(
 
 
 class TensorBoardPictures(pl.Callback):
-    """At the end of fitting, into the TensorBoard logger's run: the word attention of
-    `titles` test titles (IMAGES tab; models with additive word attention) and up to
-    `projector_news` test news vectors with their categories (PROJECTOR tab)."""
+    """Into the TensorBoard logger's run: the word attention of `titles` test titles at
+    every validation of fitting (IMAGES tab, a step slider; models with additive word
+    attention), and at the end of fitting up to `projector_news` test news vectors with
+    their categories (PROJECTOR tab)."""
 
     def __init__(self, titles: int = 8, projector_news: int = 2000) -> None:
         self.titles, self.projector_news = titles, projector_news
+        self._drawn_step: int | None = None
+        self._no_attention = False  # said once, not at every validation
+        self._rows: np.ndarray | None = None  # the test split's news rows
+
+    @rank_zero_only
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.sanity_checking and trainer.state.fn == "fit":
+            self._draw(trainer, pl_module, projector=False)
 
     @rank_zero_only
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._draw(trainer, pl_module, projector=True)
+
+    def _draw(self, trainer: pl.Trainer, pl_module: pl.LightningModule, projector: bool) -> None:
         logger = next((x for x in trainer.loggers if isinstance(x, TensorBoardLogger)), None)
         datamodule = getattr(trainer, "datamodule", None)
         if logger is None or datamodule is None or datamodule.data is None:
@@ -143,18 +155,22 @@ class TensorBoardPictures(pl.Callback):
         pl_module.eval()
         try:
             with torch.no_grad():
-                self._pictures(logger.experiment, trainer, pl_module, datamodule)
+                self._pictures(logger.experiment, trainer, pl_module, datamodule, projector)
         finally:
             pl_module.train(training)
 
-    def _pictures(self, writer, trainer, pl_module, datamodule) -> None:
+    def _pictures(self, writer, trainer, pl_module, datamodule, projector: bool) -> None:
         recommender, table = pl_module.recommender, pl_module.table
-        candidates = np.asarray(datamodule.data.splits[datamodule.test_split].candidates)
-        rows = np.setdiff1d(np.unique(candidates), [0])
+        if self._rows is None:  # once: MIND-large's test split has 87M candidates
+            candidates = np.asarray(datamodule.data.splits[datamodule.test_split].candidates)
+            self._rows = np.setdiff1d(np.unique(candidates), [0])
+        rows = self._rows
         step = trainer.global_step
-        first = torch.as_tensor(rows[: self.titles], device=pl_module.device)
-        self._attention(writer, recommender, table, first, datamodule, step)
-        if recommender.needs_user:
+        if self._drawn_step != step:  # the last validation drew this step already
+            first = torch.as_tensor(rows[: self.titles], device=pl_module.device)
+            self._attention(writer, recommender, table, first, datamodule, step)
+            self._drawn_step = step
+        if not projector or recommender.needs_user:
             return  # NPA: a news vector per user, none to place in one projector
         if len(rows) > self.projector_news:  # a fixed sample; only it is encoded
             rows = np.sort(np.random.default_rng(0).permutation(rows)[: self.projector_news])
@@ -174,7 +190,9 @@ class TensorBoardPictures(pl.Callback):
         try:
             weights = word_attention(recommender.news_encoder, title)
         except ValueError as err:  # no additive word attention (CNN+max, DKN, ...)
-            log.info("no word-attention picture: %s", err)
+            if not self._no_attention:
+                log.info("no word-attention picture: %s", err)
+            self._no_attention = True
             return
         vocab = datamodule.data.vocab.words
         words, shown = [], []

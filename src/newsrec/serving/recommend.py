@@ -32,19 +32,22 @@ from omegaconf import DictConfig
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from newsrec.build import checkpoint_datamodule
+from newsrec.checkpoints import load_module, read_checkpoint
 from newsrec.cli import write_metrics
 from newsrec.data.datamodule import EvalBatchSampler
-from newsrec.data.mind import iter_behaviors
+from newsrec.data.mind import DataError, iter_behaviors
 from newsrec.evaluation.beyond import BeyondAccuracy, self_information
-from newsrec.models.module import NewsRecModule
 from newsrec.serving.ranking import Ranker, news_ids, pool_all_problem, top_k_candidates
 
 log = logging.getLogger(__name__)
 POOLS = ("impression", "all")
 
 
-class RecommendError(ValueError):
-    """A setting of recommend.py that cannot work; the message says which and what to do."""
+class RecommendError(DataError):
+    """A setting of recommend.py that cannot work; the message says which and what to do.
+    recommend.py prints it without a traceback and exits with status 2."""
+
+    exit_status = 2
 
 
 def _device(name: str) -> torch.device:
@@ -74,8 +77,6 @@ def _progress() -> Progress:
 
 def _check(cfg: DictConfig) -> tuple[Path, str, int]:
     path = Path(cfg.ckpt_path)
-    if not path.is_file():
-        raise RecommendError(f"ckpt_path={path}: no such checkpoint file")
     pool, k = str(cfg.pool), int(cfg.k)
     if pool not in POOLS:
         raise RecommendError(f"pool={pool}: choose one of {', '.join(POOLS)}")
@@ -89,19 +90,19 @@ def recommend(cfg: DictConfig) -> dict:
     summary also written to recommendations_metrics.json."""
     path, pool, k = _check(cfg)
     device = _device(str(cfg.get("device", "auto")))
-    datamodule = checkpoint_datamodule(cfg, path)
+    checkpoint = read_checkpoint(path)  # checked before any data is prepared
+    module = load_module(path, device, checkpoint=checkpoint).eval()
+    datamodule = checkpoint_datamodule(cfg, path, checkpoint)
     datamodule.prepare_data()
     datamodule.setup("test")
     split = str(cfg.get("split") or datamodule.test_split)
     if split not in datamodule.data.splits:
         splits = ", ".join(datamodule.data.splits)
         raise RecommendError(f"split={split}: this data has the splits {splits}")
-    module = NewsRecModule.load_from_checkpoint(path, map_location=device).eval()
     if pool == "all" and (problem := pool_all_problem(module.recommender)) is not None:
-        name = module.name
         raise RecommendError(
-            f"pool=all cannot rank with {name}: {problem}, so each (user, news) pair would "
-            "go through the network; use pool=impression"
+            f"pool=all cannot rank with {module.name}: {problem}, so each (user, news) pair "
+            "would go through the network; use pool=impression"
         )
     table = {name: t.to(device) for name, t in datamodule.news_table().items()}
     ids = np.asarray(news_ids(datamodule.paths), dtype=object)

@@ -69,13 +69,17 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     from newsrec.build import checkpoint_datamodule
+    from newsrec.checkpoints import CheckpointError, load_module, read_checkpoint
     from newsrec.config import compose_for_checkpoint
-    from newsrec.models.module import NewsRecModule
 
+    try:  # a bad file: its message, no traceback
+        checkpoint = read_checkpoint(args.checkpoint, key="checkpoint")
+        module = load_module(args.checkpoint, checkpoint=checkpoint).eval()
+    except CheckpointError as err:
+        raise SystemExit(f"error: {err}") from None
     cfg = compose_for_checkpoint(args.checkpoint, args.data, args.data_dir)
-    datamodule = checkpoint_datamodule(cfg, Path(args.checkpoint))
+    datamodule = checkpoint_datamodule(cfg, Path(args.checkpoint), checkpoint)
     datamodule.setup("test")
-    module = NewsRecModule.load_from_checkpoint(args.checkpoint, map_location="cpu").eval()
     table = datamodule.news_table()
     split = datamodule.data.splits[datamodule.test_split]
     rows = torch.as_tensor(np.unique(np.asarray(split.candidates))[1 : args.news + 1])
