@@ -10,6 +10,7 @@ from omegaconf import DictConfig
 from newsrec import build
 from newsrec.cli import print_metrics, write_metrics
 from newsrec.evaluation.predict import predict_unlabeled
+from newsrec.evaluation.rerank import build_reranker, rerank_summary
 from newsrec.models.module import NewsRecModule
 
 
@@ -24,8 +25,9 @@ def evaluate(cfg: DictConfig) -> dict:
         dm.setup("test")
     module = NewsRecModule.load_from_checkpoint(path, map_location="cpu")
     module.use_data(build.module_data(dm, ("test",)))
+    module.reranker = build_reranker(cfg.get("rerank"))  # conf/rerank: after scoring, on test
     trainer = build.trainer(cfg)
-    metrics = {"checkpoint": str(path), "split": dm.test_split}
+    metrics = {"checkpoint": str(path), "split": dm.test_split, **rerank_summary(cfg)}
     if dm.data.splits[dm.test_split].labeled:
         trainer.test(module, datamodule=dm)
         metrics.update(

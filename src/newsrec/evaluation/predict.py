@@ -22,7 +22,9 @@ from newsrec.constants import METRICS
 from newsrec.data.datamodule import MindDataModule
 from newsrec.evaluation.beyond import BeyondAccuracyCallback
 from newsrec.evaluation.metrics import segment_metrics
+from newsrec.evaluation.radio_callback import RadioCallback
 from newsrec.evaluation.score import truth_labels
+from newsrec.evaluation.slices import SliceCallback
 from newsrec.evaluation.submission import ranks_from_scores, write_prediction
 from newsrec.models.module import NewsRecModule
 
@@ -105,12 +107,13 @@ def predict_unlabeled(
     else:
         raise RuntimeError(f"{int((~predicted).sum())} impressions received no prediction")
     for callback in trainer.callbacks:  # the lists' beyond-accuracy metrics
-        if isinstance(callback, BeyondAccuracyCallback):
+        if isinstance(callback, BeyondAccuracyCallback | RadioCallback):
             metrics.update(callback.results)
     truth = Path(datamodule.paths.test or "") / "truth.txt"
     if datamodule.test_split == "test" and truth.is_file():
         # `python -m newsrec.evaluation.score truth.txt prediction.zip` gives the same figures.
-        metrics.update(_hidden_label_metrics(truth, split, scores, predicted, ranks))
+        slicer = next((c for c in trainer.callbacks if isinstance(c, SliceCallback)), None)
+        metrics.update(_hidden_label_metrics(truth, split, scores, predicted, ranks, slicer))
     return metrics
 
 
@@ -120,7 +123,12 @@ def _progress(trainer: pl.Trainer) -> bool:
 
 
 def _hidden_label_metrics(
-    truth: Path, split, scores: np.ndarray, predicted: np.ndarray, ranks: np.ndarray | None
+    truth: Path,
+    split,
+    scores: np.ndarray,
+    predicted: np.ndarray,
+    ranks: np.ndarray | None,
+    slicer: SliceCallback | None = None,
 ) -> dict:
     """Test metrics from truth.txt, scored from the ranks as the leaderboard scores a
     submission (ties broken by candidate order); the oracle ranks by the true click
@@ -138,6 +146,8 @@ def _hidden_label_metrics(
     reciprocal = 1.0 / ranks.astype(np.float32)
     result = segment_metrics(reciprocal, labels, offsets)
     metrics = {f"test/{name}": float(result[name]) for name in METRICS}
+    if slicer is not None:  # results by slice (newsrec.evaluation.slices)
+        metrics.update(slicer.flat(split, reciprocal, labels, offsets, np.flatnonzero(predicted)))
     if truth_p is not None:  # the oracle: ranking by the true click probability
         oracle = segment_metrics(truth_p, labels, offsets)
         metrics.update({f"test/oracle_{name}": float(oracle[name]) for name in METRICS})
