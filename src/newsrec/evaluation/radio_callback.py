@@ -92,3 +92,12 @@ class RadioCallback(pl.Callback):
     def on_predict_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.active:
             self.results = self._values()
+
+
+def radio_for(datamodule, table: dict[str, torch.Tensor], k: int, options=None) -> RadioMetric:
+    """A `RadioMetric` ready for lists of `datamodule`'s news table `table` (recommend.py)."""
+    settings, rest = settings_from(dict(options or {}))
+    metric = RadioMetric(k, settings, **rest)
+    features = load_or_compute(news_files(datamodule.paths), datamodule.cache_dir)
+    metric.set_tables(NewsTables.build(table, features))
+    return metric

@@ -36,8 +36,12 @@ from newsrec.cli import write_metrics
 from newsrec.data.datamodule import EvalBatchSampler
 from newsrec.data.mind import iter_behaviors
 from newsrec.evaluation.beyond import BeyondAccuracy, self_information
+from newsrec.evaluation.radio_callback import radio_for
+from newsrec.evaluation.radio_metric import RadioMetric
+from newsrec.evaluation.rerank import build_reranker, rerank_summary
 from newsrec.models.module import NewsRecModule
-from newsrec.serving.ranking import Ranker, news_ids, pool_all_problem, top_k_candidates
+from newsrec.serving.ranking import Ranker, news_ids, pool_all_problem
+from newsrec.serving.reranked import rank_batch
 
 log = logging.getLogger(__name__)
 POOLS = ("impression", "all")
@@ -112,7 +116,11 @@ def recommend(cfg: DictConfig) -> dict:
     dataset = datamodule.eval_dataset(split)
     arrays = datamodule.data.splits[split]
     metric = BeyondAccuracy(k)
-    lists, scores = _rank_split(ranker, dataset, datamodule, split, pool, k, metric)
+    radio = radio_for(datamodule, table, k, cfg.get("radio"))  # RADio (newsrec.evaluation.radio)
+    reranker = build_reranker(cfg.get("rerank"))  # conf/rerank
+    lists, scores = _rank_split(
+        ranker, dataset, datamodule, split, pool, k, (metric, radio), reranker
+    )
     rank_s = time.perf_counter() - start - encode_s
 
     out = Path(cfg.paths.output_dir)
@@ -132,6 +140,8 @@ def recommend(cfg: DictConfig) -> dict:
         "rank_s": round(rank_s, 2),
         # NaN (e.g. no vectors to compare for NPA) is not JSON: null.
         **{n: None if math.isnan(v) else v for n, v in metric.compute(catalogue).items()},
+        **{n: None if math.isnan(v) else v for n, v in radio.compute().items()},
+        **rerank_summary(cfg),
     }
     if cfg.get("export"):
         from newsrec.serving.export import export_vectors
@@ -149,10 +159,18 @@ def recommend(cfg: DictConfig) -> dict:
 
 
 def _rank_split(
-    ranker: Ranker, dataset, datamodule, split: str, pool: str, k: int, metric: BeyondAccuracy
+    ranker: Ranker,
+    dataset,
+    datamodule,
+    split: str,
+    pool: str,
+    k: int,
+    metrics: tuple[BeyondAccuracy, RadioMetric],
+    reranker=None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Each impression's top-k (news rows [I, k], -1 where shorter; scores [I, k]) in the
-    split's order; the lists also go into `metric`."""
+    split's order, through `reranker` if any; the lists also go into `metrics`."""
+    metric, radio = metrics
     arrays = datamodule.data.splits[split]
     position = {int(i): p for p, i in enumerate(np.asarray(arrays.impression_id))}
     lists = np.full((len(arrays), k), -1, dtype=np.int64)
@@ -165,16 +183,15 @@ def _rank_split(
     )
     device = ranker.table["title"].device
     information = self_information(clicks, len(train)).to(device)
+    everything = torch.arange(1, len(ranker.table["title"]), device=device)[None]  # pool=all
     with _progress() as progress:
         task = progress.add_task(f"top-{k} of {split} (pool={pool})", total=len(dataset))
         for positions in EvalBatchSampler(dataset.group_key, datamodule.eval_batch_size):
             batch = {n: t.to(device) for n, t in dataset.__getitems__(positions).items()}
-            if pool == "all":
-                top, top_scores = ranker.top_k_all(batch, k)
-            else:
-                top, top_scores = top_k_candidates(
-                    ranker.scores(batch), batch["candidates"], batch["candidate_mask"], k
-                )
+            top, top_scores, ranked = rank_batch(ranker, reranker, batch, pool, k)
+            history = batch["history"] * batch["history_mask"]
+            pool_rows = ranked["candidates"] if pool == "impression" else everything
+            radio.update(top, batch["impression"], history[batch["owner"]], pool_rows)
             vectors = None
             if ranker.news_vectors is not None:
                 vectors = ranker.news_vectors[top.clamp(min=0)]
