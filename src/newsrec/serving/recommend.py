@@ -88,6 +88,18 @@ def _check(cfg: DictConfig) -> tuple[Path, str, int]:
     return path, pool, k
 
 
+def _load_module(path: Path, device: torch.device, pool: str) -> NewsRecModule:
+    """The checkpoint's module, refused where it cannot rank the `pool`."""
+    module = NewsRecModule.load_from_checkpoint(path, map_location=device).eval()
+    if pool == "all" and (problem := pool_all_problem(module.recommender)) is not None:
+        name = module.name
+        raise RecommendError(
+            f"pool=all cannot rank with {name}: {problem}, so each (user, news) pair would "
+            "go through the network; use pool=impression"
+        )
+    return module
+
+
 def recommend(cfg: DictConfig) -> dict:
     """Top-k lists (and optionally vectors) of `cfg.ckpt_path` on a split; returns the
     summary also written to recommendations_metrics.json."""
@@ -100,13 +112,7 @@ def recommend(cfg: DictConfig) -> dict:
     if split not in datamodule.data.splits:
         splits = ", ".join(datamodule.data.splits)
         raise RecommendError(f"split={split}: this data has the splits {splits}")
-    module = NewsRecModule.load_from_checkpoint(path, map_location=device).eval()
-    if pool == "all" and (problem := pool_all_problem(module.recommender)) is not None:
-        name = module.name
-        raise RecommendError(
-            f"pool=all cannot rank with {name}: {problem}, so each (user, news) pair would "
-            "go through the network; use pool=impression"
-        )
+    module = _load_module(path, device, pool)
     table = {name: t.to(device) for name, t in datamodule.news_table().items()}
     ids = np.asarray(news_ids(datamodule.paths), dtype=object)
     start = time.perf_counter()
@@ -115,11 +121,10 @@ def recommend(cfg: DictConfig) -> dict:
     encode_s = time.perf_counter() - start
     dataset = datamodule.eval_dataset(split)
     arrays = datamodule.data.splits[split]
-    metric = BeyondAccuracy(k)
-    radio = radio_for(datamodule, table, k, cfg.get("radio"))  # RADio (newsrec.evaluation.radio)
+    metric, radio = BeyondAccuracy(k), radio_for(datamodule, table, k, cfg.get("radio"))
     reranker = build_reranker(cfg.get("rerank"))  # conf/rerank
     lists, scores = _rank_split(
-        ranker, dataset, datamodule, split, pool, k, (metric, radio), reranker
+        ranker, dataset, datamodule, split, pool, k, metric, radio, reranker
     )
     rank_s = time.perf_counter() - start - encode_s
 
@@ -138,9 +143,7 @@ def recommend(cfg: DictConfig) -> dict:
         "recommendations": str(target),
         "encode_news_s": round(encode_s, 2),
         "rank_s": round(rank_s, 2),
-        # NaN (e.g. no vectors to compare for NPA) is not JSON: null.
-        **{n: None if math.isnan(v) else v for n, v in metric.compute(catalogue).items()},
-        **{n: None if math.isnan(v) else v for n, v in radio.compute().items()},
+        **_figures(metric, radio, catalogue),
         **rerank_summary(cfg),
     }
     if cfg.get("export"):
@@ -158,6 +161,13 @@ def recommend(cfg: DictConfig) -> dict:
     return summary
 
 
+def _figures(metric: BeyondAccuracy, radio: RadioMetric, catalogue: int) -> dict:
+    """The lists' beyond-accuracy and RADio metrics; NaN (e.g. no vectors to compare for NPA)
+    is not JSON: null."""
+    values = {**metric.compute(catalogue), **radio.compute()}
+    return {n: None if math.isnan(v) else v for n, v in values.items()}
+
+
 def _rank_split(
     ranker: Ranker,
     dataset,
@@ -165,12 +175,12 @@ def _rank_split(
     split: str,
     pool: str,
     k: int,
-    metrics: tuple[BeyondAccuracy, RadioMetric],
+    metric: BeyondAccuracy,
+    radio: RadioMetric,
     reranker=None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Each impression's top-k (news rows [I, k], -1 where shorter; scores [I, k]) in the
-    split's order, through `reranker` if any; the lists also go into `metrics`."""
-    metric, radio = metrics
+    split's order, through `reranker` if any; the lists also go into `metric` and `radio`."""
     arrays = datamodule.data.splits[split]
     position = {int(i): p for p, i in enumerate(np.asarray(arrays.impression_id))}
     lists = np.full((len(arrays), k), -1, dtype=np.int64)
