@@ -150,7 +150,7 @@ def test_every_per_list_metric_is_its_formula(kind, discount):
                  "activation", "representation", "alternative_voices"):  # fmt: skip
         got = torch.cat(getattr(m, name)).double().numpy()
         want = [loop_values(i, kind, discount)[name] for i in range(4)]
-        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7, equal_nan=True, err_msg=name)
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6, equal_nan=True, err_msg=name)
     values = torch.cat(m.calibration_category)
     assert math.isnan(values[1])  # an empty history has no distribution: left out
     if kind == "js":
@@ -161,13 +161,13 @@ def test_fragmentation_is_the_mean_divergence_of_the_drawn_pairs():
     a = torch.tensor([[1, 2, 2, -1], [3, 3, 1, 4]])
     b = torch.tensor([[2, 1, -1, -1], [4, 4, 4, 4]])
     settings = RadioSettings(divergence="kl")
-    got = radio.fragmentation(a, a >= 0, b, b >= 0, 5, settings)
+    got = radio.fragmentation(a, a >= 0, b, b >= 0, settings)
     for i in range(2):
         p = distribution(ranked([x + 1 for x in a[i].tolist() if x >= 0], lambda r: {r: 1}), "mrr")
         q = distribution(ranked([x + 1 for x in b[i].tolist() if x >= 0], lambda r: {r: 1}), "mrr")
-        assert got[i].item() == pytest.approx(divergence(p, q, "kl"), rel=1e-9)
-    same = radio.fragmentation(a, a >= 0, a, a >= 0, 5, settings)
-    assert same.abs().max() < 1e-12  # identical lists are not fragmented
+        assert got[i].item() == pytest.approx(divergence(p, q, "kl"), rel=1e-5)
+    same = radio.fragmentation(a, a >= 0, a, a >= 0, settings)
+    assert same.abs().max() < 1e-6  # identical lists are not fragmented
     # The metric: pairs drawn from the lists in impression id order, whatever the batches.
     m1, m2 = metric(), metric()
     lists, pool, history = torch.tensor(LISTS), padded(POOLS, 0), padded(HISTORIES, 0, left=True)
@@ -297,3 +297,16 @@ def test_features_are_cached_by_the_news_text(tmp_path):
     assert len([p for p in (tmp_path / "cache" / "news_features").iterdir() if p.is_dir()]) == 2
     rows = [NewsRow("", "", "")] + [NewsRow(*c.split("\t")[3:5], "[]\t[]") for c in lines]
     assert [f.name for f in folders] == [cache_key(rows)]
+
+
+def test_the_sample_of_impressions_is_a_fixed_share_whatever_the_batches():
+    from newsrec.evaluation.radio_callback import sampled
+
+    ids = torch.arange(100_000, 160_000)
+    whole = set(ids[sampled(ids, 0.1)].tolist())
+    parts = set()
+    for part in (ids[:17_000], ids[17_000:], ids[5:9]):
+        parts |= set(part[sampled(part, 0.1)].tolist())
+    assert whole == parts
+    assert 5_400 < len(whole) < 6_600  # about 10% of 60,000
+    assert len(sampled(ids, 1.0)) == len(ids)

@@ -115,3 +115,15 @@ def test_an_impression_without_a_fresh_click_has_no_fresh_ndcg():
     assert math.isnan(values[0, 1, 1])  # fresh candidates of impression 0: no click
     assert values[1, 1, 0] == pytest.approx(0.0)  # fresh: the click below the non-click
     assert values[1, 1, 1] == pytest.approx(1 / math.log2(3))
+
+
+def test_a_submissions_ranks_give_the_values_of_its_reciprocal_ranks_without_a_sort():
+    from newsrec.evaluation.submission import ranks_from_scores
+
+    scores, labels, offsets, fresh, _, _ = data(2)
+    ranks = ranks_from_scores(scores, offsets)  # distinct ranks; the ties of `scores` broken
+    reciprocal = 1.0 / ranks.astype(np.float32)
+    sorted_ = flat_values(reciprocal, labels, offsets, fresh)
+    scattered = flat_values(reciprocal, labels, offsets, fresh, ranks)
+    np.testing.assert_array_equal(np.isnan(sorted_), np.isnan(scattered))
+    np.testing.assert_allclose(sorted_, scattered, rtol=1e-6, equal_nan=True)

@@ -147,7 +147,8 @@ def _hidden_label_metrics(
     result = segment_metrics(reciprocal, labels, offsets)
     metrics = {f"test/{name}": float(result[name]) for name in METRICS}
     if slicer is not None:  # results by slice (newsrec.evaluation.slices)
-        metrics.update(slicer.flat(split, reciprocal, labels, offsets, np.flatnonzero(predicted)))
+        kept = np.flatnonzero(predicted)
+        metrics.update(slicer.flat(split, reciprocal, labels, offsets, kept, ranks))
     if truth_p is not None:  # the oracle: ranking by the true click probability
         oracle = segment_metrics(truth_p, labels, offsets)
         metrics.update({f"test/oracle_{name}": float(oracle[name]) for name in METRICS})

@@ -107,7 +107,10 @@ class RadioMetric(Metric):
 
     def set_tables(self, tables: NewsTables) -> None:
         self.tables = tables
-        self.sizes = (int(tables.category.max()) + 1, int(tables.subcategory.max()) + 1)
+        self.shares = {  # q(x | i) of every news: one embedding_bag per list and pool
+            "representation": radio.share_table(tables.entity_types),
+            "alternative_voices": radio.share_table(tables.voices),
+        }
 
     @torch.no_grad()
     def update(
@@ -133,10 +136,10 @@ class RadioMetric(Metric):
         s = self.settings
         values = {
             "calibration_category": radio.calibration(
-                t.category[rows], valid, t.category[past], seen, self.sizes[0], s
+                t.category[rows], valid, t.category[past], seen, s
             ),
             "calibration_subcategory": radio.calibration(
-                t.subcategory[rows], valid, t.subcategory[past], seen, self.sizes[1], s
+                t.subcategory[rows], valid, t.subcategory[past], seen, s
             ),
             "calibration_complexity": radio.calibration_complexity(
                 t.complexity[rows], valid, t.complexity[past], seen, s
@@ -145,10 +148,10 @@ class RadioMetric(Metric):
                 t.sentiment[rows], valid, t.sentiment[pool], pool_mask, s
             ),
             "representation": radio.pool_divergence(
-                t.entity_types[rows], valid, t.entity_types[pool], pool_mask, s
+                rows, valid, pool, pool_mask, self.shares["representation"], s
             ),
             "alternative_voices": radio.pool_divergence(
-                t.voices[rows], valid, t.voices[pool], pool_mask, s
+                rows, valid, pool, pool_mask, self.shares["alternative_voices"], s
             ),
         }
         for name, value in values.items():
@@ -162,6 +165,7 @@ class RadioMetric(Metric):
         names = [n for n in NAMES if self.tables is None or n in self.tables.available()]
         result = {f"{n}@{self.k}": math.nan for n in names}
         result[f"fragmentation_pairs@{self.k}"] = 0.0
+        result[f"radio_lists@{self.k}"] = 0.0
         if isinstance(self.impressions, list) and not self.impressions:
             return result
         impressions = dim_zero_cat(self.impressions).cpu()
@@ -169,6 +173,7 @@ class RadioMetric(Metric):
         first = torch.ones(len(order), dtype=torch.bool)
         first[1:] = impressions[order][1:] != impressions[order][:-1]
         keep = order[first]  # one entry per impression, in impression id order
+        result[f"radio_lists@{self.k}"] = float(len(keep))
         for name in PER_LIST:
             if f"{name}@{self.k}" in result:
                 values = dim_zero_cat(getattr(self, name)).cpu()[keep]
@@ -190,11 +195,10 @@ class RadioMetric(Metric):
         a = rng.integers(0, n, count)
         b = rng.integers(0, n - 1, count)
         b += b >= a  # a list is never paired with itself
-        size = int(stories.max()) + 1
         total, defined = 0.0, 0
         for start in range(0, count, chunk):
             x, y = stories[a[start : start + chunk]], stories[b[start : start + chunk]]
-            value = radio.fragmentation(x, x >= 0, y, y >= 0, size, self.settings)
+            value = radio.fragmentation(x, x >= 0, y, y >= 0, self.settings)
             total += float(value.nansum())
             defined += int((~value.isnan()).sum())
         return (total / defined if defined else math.nan), count

@@ -50,10 +50,15 @@ def impression_values(
     """AUC and nDCG@10 [count, 3 sets, 2] of impressions 0..count-1 from flat candidates
     (`owner` the impression of each, `fresh` whether its news was never seen in training);
     NaN where a set of an impression has no click (nDCG) or no click and non-click (AUC)."""
-    out = np.full((count, len(SETS), 2), np.nan, dtype=np.float32)
     if not len(scores):
-        return out
+        return np.full((count, len(SETS), 2), np.nan, dtype=np.float32)
     order, new_imp, new_tie = _sort_groups_by_score(scores, owner, later_first_on_ties=True)
+    return _sorted_values(order, new_imp, new_tie, labels, owner, fresh, count)
+
+
+def _sorted_values(order, new_imp, new_tie, labels, owner, fresh, count: int) -> np.ndarray:
+    """`impression_values` of entries put in (impression, best first) `order`."""
+    out = np.full((count, len(SETS), 2), np.nan, dtype=np.float32)
     clicked, fresh = np.take(labels != 0, order), np.take(fresh, order)
     impression = np.take(owner, order)[np.flatnonzero(new_imp)]
     members = (np.ones_like(fresh), fresh, ~fresh)
@@ -61,6 +66,19 @@ def impression_values(
         auc, ndcg = _subset_metrics(new_imp, new_tie, clicked, member)
         out[impression, k, 0], out[impression, k, 1] = auc, ndcg
     return out
+
+
+def _ranked_values(ranks, labels, sizes: np.ndarray, fresh) -> np.ndarray:
+    """`impression_values` of impressions stored one after another whose candidates' ranks
+    (1 = best, distinct: a submission's) are known: their order is a scatter, not a sort."""
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    owner = np.repeat(np.arange(len(sizes)), sizes)
+    order = np.empty(len(owner), dtype=np.int64)
+    order[starts[owner] + np.asarray(ranks, dtype=np.int64) - 1] = np.arange(len(owner))
+    new_imp = np.zeros(len(owner), dtype=bool)
+    new_imp[starts[sizes > 0]] = True
+    ties = np.ones(len(owner), dtype=bool)  # distinct ranks: every entry its own tie group
+    return _sorted_values(order, new_imp, ties, labels, owner, fresh, len(sizes))
 
 
 def _subset_metrics(new_imp, new_tie, clicked, member) -> tuple[np.ndarray, np.ndarray]:
@@ -92,17 +110,27 @@ def _subset_metrics(new_imp, new_tie, clicked, member) -> tuple[np.ndarray, np.n
 
 
 def flat_values(
-    scores: np.ndarray, labels: np.ndarray, offsets: np.ndarray, fresh: np.ndarray
+    scores: np.ndarray,
+    labels: np.ndarray,
+    offsets: np.ndarray,
+    fresh: np.ndarray,
+    ranks: np.ndarray | None = None,
 ) -> np.ndarray:
     """`impression_values` of a split's impressions stored one after another (impression k
     is `scores[offsets[k]:offsets[k + 1]]`, candidates' news freshness in `fresh`), a few
-    million candidates at a time (MIND-large's test split has 87M)."""
+    million candidates at a time (MIND-large's test split has 87M). With the candidates'
+    distinct `ranks` (a submission's, which `scores` then order), no sort is needed."""
     offsets = np.asarray(offsets, dtype=np.int64)
     out = np.full((len(offsets) - 1, len(SETS), 2), np.nan, dtype=np.float32)
     for first, last in row_chunks(offsets, 4_000_000):
         begin, end = int(offsets[first]), int(offsets[last])
-        owner = np.repeat(np.arange(last - first), np.diff(offsets[first : last + 1]))
-        s, y = _as_numpy(scores[begin:end]), _as_numpy(labels[begin:end])
+        sizes = np.diff(offsets[first : last + 1])
+        y = _as_numpy(labels[begin:end])
+        if ranks is not None:
+            out[first:last] = _ranked_values(ranks[begin:end], y, sizes, fresh[begin:end])
+            continue
+        owner = np.repeat(np.arange(last - first), sizes)
+        s = _as_numpy(scores[begin:end])
         out[first:last] = impression_values(s, y, owner, fresh[begin:end], last - first)
     return out
 
@@ -238,9 +266,10 @@ class SliceCallback(pl.Callback):
     def on_predict_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._start(trainer, pl_module)
 
-    def flat(self, split, scores, labels, offsets, kept: np.ndarray | None = None) -> dict:
+    def flat(self, split, scores, labels, offsets, kept=None, ranks=None) -> dict:
         """`test/slice/...` of a whole split's flat scores and labels (impressions `kept` of
-        `split`, all of them by default), as the leaderboard scores them."""
+        `split`, all of them by default; `ranks` the submission's, if known), as the
+        leaderboard scores them."""
         if not self.active:
             return {}
         kept = np.arange(len(split)) if kept is None else kept
@@ -251,5 +280,5 @@ class SliceCallback(pl.Callback):
             fresh = fresh[
                 np.repeat(np.isin(np.arange(len(split)), kept), np.diff(split.candidate_offsets))
             ]
-        values = flat_values(scores, labels, offsets, fresh)
+        values = flat_values(scores, labels, offsets, fresh, ranks)
         return {f"test/{n}": v for n, v in aggregate(values, history, seen_user).items()}
