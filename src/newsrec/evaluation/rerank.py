@@ -145,18 +145,58 @@ def _greedy(rel, valid, depth, penalty, update) -> tuple[Tensor, Tensor]:
     return torch.stack(picks, 1), torch.stack(oks, 1)
 
 
+def _row_groups(sizes: Tensor, slack: float = 1.25) -> list[Tensor]:
+    """Rows in groups of similar length, sorted: a group's longest is at most `slack` times
+    its shortest (plus 4), so padding each group to its longest wastes little."""
+    order = sizes.argsort()
+    ordered = sizes[order].tolist()
+    groups, start = [], 0
+    for i, size in enumerate(ordered):
+        if size > slack * ordered[start] + 4:
+            groups.append(order[start:i])
+            start = i
+    groups.append(order[start:])
+    return groups
+
+
+def _unit_blocks(valid, batch, context):
+    """The valid candidates' unit vectors in blocks of rows of similar length
+    [(rows [n], columns [n, w], vectors [n, w, D])]: a batch is padded to its longest
+    impression (up to 300 candidates where MIND averages 37), and padding would cost most."""
+    candidates = batch["candidates"]
+    full = None
+    if context.news_vectors is None:  # vectors per (user, news): NPA
+        full = F.normalize(context.vectors(candidates, batch).float(), dim=-1)
+    sizes = valid.sum(1)
+    left = torch.sort((~valid).to(torch.uint8), dim=1, stable=True).indices  # valid first
+    blocks = []
+    for rows in _row_groups(sizes):
+        columns = left[rows, : max(1, int(sizes[rows].max()))]
+        if full is None:
+            news = candidates[rows[:, None], columns]
+            vectors = F.normalize(context.news_vectors[news].float(), dim=-1)
+        else:
+            vectors = full[rows[:, None], columns]
+        blocks.append((rows, columns, vectors))
+    return blocks
+
+
 def _mmr(rel, valid, batch, context, weight, depth):
-    rows = batch["candidates"]
-    unit = F.normalize(context.vectors(rows, batch).float(), dim=-1)  # [B, C, D]
+    blocks = _unit_blocks(valid, batch, context)
     closest = torch.zeros_like(rel)  # max cosine to the chosen news
-    index = torch.arange(len(rel), device=rel.device)
+    picked = torch.zeros(len(rel), blocks[0][2].shape[-1], device=rel.device)
 
     def objective(step: int) -> Tensor:
         return (1 - weight) * rel - (weight * closest if step else 0.0)
 
     def update(step: int, pick: Tensor, ok: Tensor) -> None:
-        cosine = (unit @ unit[index, pick].unsqueeze(-1)).squeeze(-1).double()  # [B, C]
-        closest.copy_(cosine if step == 0 else torch.maximum(closest, cosine))
+        for rows, columns, vectors in blocks:  # the chosen news' vector of each row
+            at = (columns == pick[rows, None]).to(torch.uint8).argmax(1)  # its column
+            picked[rows] = vectors[torch.arange(len(rows), device=rows.device), at]
+        for rows, columns, vectors in blocks:
+            cosine = torch.bmm(vectors, picked[rows].unsqueeze(-1)).squeeze(-1).double()
+            before = closest[rows[:, None], columns] if step else torch.full_like(cosine, -2.0)
+            closest[rows[:, None], columns] = torch.maximum(before, cosine)
 
     return _greedy(rel, valid, depth, objective, update)
 
