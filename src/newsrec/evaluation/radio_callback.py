@@ -18,6 +18,7 @@ global id falls under sample / impressions, the same ones whatever the batches o
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -88,7 +89,8 @@ class RadioCallback(pl.Callback):
     def _values(self) -> dict[str, float]:
         values = self.metric.compute()  # a collective under DDP: every rank
         self.metric.reset()
-        return {f"test/{name}": v for name, v in values.items()}
+        # An undefined value (no list had what a metric reads) is left out: NaN is no JSON.
+        return {f"test/{name}": v for name, v in values.items() if not math.isnan(v)}
 
     def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.active:

@@ -20,7 +20,6 @@ by global impression id and gathered across DDP processes, so 2 processes give w
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -149,10 +148,11 @@ def aggregate(values: np.ndarray, history: np.ndarray, seen_user: np.ndarray) ->
         auc, ndcg = values[inside, k, 0], values[inside, k, 1]
         ndcg = ndcg[~np.isnan(ndcg)]
         auc = auc[~np.isnan(auc)]
-        result[f"slice/{name}/auc"] = float(auc.astype(np.float64).mean()) if len(auc) else math.nan
-        result[f"slice/{name}/ndcg@10"] = (
-            float(ndcg.astype(np.float64).mean()) if len(ndcg) else math.nan
-        )
+        # A slice without impressions has its count (0) and no means: NaN is no JSON number.
+        if len(auc):
+            result[f"slice/{name}/auc"] = float(auc.astype(np.float64).mean())
+        if len(ndcg):
+            result[f"slice/{name}/ndcg@10"] = float(ndcg.astype(np.float64).mean())
         result[f"slice/{name}/impressions"] = float(len(ndcg))
     return result
 
