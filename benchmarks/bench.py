@@ -3,6 +3,7 @@
     python benchmarks/bench.py                      # all parts -> benchmarks/results.json
     python benchmarks/bench.py --parts train eval   # a subset
     python benchmarks/bench.py --modes dedup naive  # some training modes only
+    python benchmarks/bench.py --model naml         # another model (bench_zoo.py: all of them)
     python benchmarks/bench.py --data synthetic     # another data config (quick look)
 
 benchmarks/RESULTS.md records the runs with machine and date. Parts (each in its own
@@ -10,11 +11,10 @@ process, so peak memory is its own):
 - generate / preprocess: world generation; cold (empty cache) and warm (cache hit)
   preprocessing time and peak memory;
 - pipeline: the training data pipeline alone (setup, samples index, batches/s, memory);
-- train: steady-state training samples/s of NRMS at paper sizes (batch 64, K = 4, history 50,
-  title 30), in modes (TRAIN_MODES): float32 and bf16 autocast with news de-duplicated and
-  titles packed (the defaults), bf16 with torch.compile, and two references in the same run:
-  without de-duplication (every news slot encoded, titles still packed) and naive (every slot,
-  padded titles: what the peers do). Median and best of several rounds over the same
+- train: steady-state training samples/s of a model (`--model`, NRMS by default) at paper
+  sizes (batch 64, K = 4, history 50, title 30), in modes (TRAIN_MODES): float32 and bf16
+  autocast with the fast engine (the defaults), bf16 with torch.compile, and a reference in
+  the same run: naive (engine=plain, every slot at padded width: what the peers do). Median and best of several rounds over the same
   batches, peak memory, FLOPs per step (torch.utils.flop_counter) and the model FLOP
   utilisation against this machine's measured matmul throughput;
 - eval: full evaluation of the dev split (every impression), float32 and bf16, and the
@@ -42,7 +42,7 @@ def peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB on Linux
 
 
-def config(data: str, data_dir: str, overrides: list[str] = ()):
+def config(data: str, data_dir: str, overrides: list[str] = (), model: str = "nrms"):
     from hydra import compose, initialize_config_dir
     from omegaconf import open_dict
 
@@ -53,6 +53,7 @@ def config(data: str, data_dir: str, overrides: list[str] = ()):
             "train",
             overrides=[
                 f"data={data}",
+                f"model={model}",
                 f"paths.data_dir={data_dir}",
                 "paths.output_dir=.",
                 *overrides,
@@ -170,12 +171,11 @@ def matmul_tflops(dtype) -> float:
 
 
 TRAIN_MODES = {
-    # mode: (precision, de-duplicate news, pack titles, torch.compile)
-    "dedup": ("32-true", True, True, False),
-    "bf16": ("bf16-mixed", True, True, False),
-    "bf16_compile": ("bf16-mixed", True, True, True),
-    "no_dedup": ("32-true", False, True, False),
-    "naive": ("32-true", False, False, False),
+    # mode: (precision, engine, torch.compile); naive: every news slot at padded width
+    "dedup": ("32-true", "fast", False),
+    "bf16": ("bf16-mixed", "fast", False),
+    "bf16_compile": ("bf16-mixed", "fast", True),
+    "naive": ("32-true", "plain", False),
 }
 
 
@@ -185,14 +185,12 @@ def part_train(args) -> dict:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    precision, dedup, pack, compile_ = TRAIN_MODES[args.mode]
+    precision, engine, compile_ = TRAIN_MODES[args.mode]
     torch.manual_seed(0)
-    cfg = config(args.data, args.data_dir)
+    cfg = config(args.data, args.data_dir, [f"model.engine={engine}"], args.model)
     dm = datamodule(cfg)
     dm.setup("fit")
     module = _module(cfg, dm).train()
-    module.recommender.dedup = dedup
-    module.recommender.news_encoder.pack = pack
     optimizer = module.configure_optimizers()
     amp = precision == "bf16-mixed"
     loader = iter(dm.train_dataloader())
@@ -234,8 +232,7 @@ def part_train(args) -> dict:
     return {
         "mode": args.mode,
         "precision": precision,
-        "dedup": dedup,
-        "pack": pack,
+        "engine": engine,
         "compile": compile_,
         "samples_per_s": dm.batch_size / step_s,
         "samples_per_s_best": dm.batch_size / min(rounds),
@@ -259,12 +256,12 @@ def part_eval(args) -> dict:
 
     torch.manual_seed(0)
     # dev: a labeled split on every data config (the synthetic worlds now test on unlabeled test)
-    cfg = config(args.data, args.data_dir, ["data.test_split=dev"])
+    cfg = config(args.data, args.data_dir, ["data.test_split=dev"], args.model)
     dm = datamodule(cfg)
     dm.setup("test")
     module = _module(cfg, dm, ("test",))
     out = {}
-    for precision in ("32-true", "bf16-mixed"):
+    for precision in args.precisions:
         trainer = pl.Trainer(
             accelerator="cpu",
             precision=precision,
@@ -302,7 +299,8 @@ def child(part: str, args, *extra: str) -> dict:
         args.data_dir,
     ]
     command += ["--steps", str(args.steps), "--warmup", str(args.warmup)]
-    command += ["--rounds", str(args.rounds), *extra]
+    command += ["--rounds", str(args.rounds), "--model", args.model]
+    command += ["--precisions", *args.precisions, *extra]
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
     if result.returncode != 0:
         raise RuntimeError(f"{part} failed:\n{result.stderr[-4000:]}")
@@ -331,6 +329,10 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("--data", default="synthetic_small")
+    parser.add_argument("--model", default="nrms", help="model preset (conf/model)")
+    parser.add_argument(
+        "--precisions", nargs="+", default=["32-true", "bf16-mixed"], help="evaluation's"
+    )
     parser.add_argument("--data-dir", default=str(ROOT / "data"))
     parser.add_argument("--parts", nargs="+", default=["generate", "preprocess", "train", "eval"])
     parser.add_argument("--steps", type=int, default=10, help="batches per timed round")
@@ -348,7 +350,12 @@ def main() -> None:
         print(json.dumps(PARTS[args.child](args)))
         return
 
-    results: dict = {"machine": machine(), "date": date.today().isoformat(), "data": args.data}
+    results: dict = {
+        "machine": machine(),
+        "date": date.today().isoformat(),
+        "data": args.data,
+        "model": args.model,
+    }
     if "generate" in args.parts:
         results["generate"] = child("generate", args)
         print("generate", results["generate"], flush=True)

@@ -2,7 +2,7 @@
 
     python benchmarks/bench_attention.py          # -> benchmarks/results_attention.json
 
-`newsrec.models.engine.kernels.cpu_attention` picks between the two by these figures. The
+`newsrec.models.engine.kernels.attention` picks between the two by these figures. The
 shapes are the ones newsrec runs: NRMS titles in training (groups of 256 rows, 16 x 16
 heads, up to 30 words, with gradients), user histories in training (batch 64, 50 news) and
 an evaluation batch's distinct histories (~300 of them, 20 x 20 heads for GloVe NRMS's
@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from bench import machine  # noqa: E402  (benchmarks/bench.py)
 
 from newsrec.models.engine.kernels import (  # noqa: E402
-    cpu_attention,
+    attention,
     fused_attention,
     keys_first_attention,
 )
@@ -39,7 +39,7 @@ CASES = [  # (what, rows, heads, head_dim, gradients, dtype, lengths)
     ("histories, training, bf16", 64, 16, 16, True, torch.bfloat16, (16, 32, 50)),
     ("histories, evaluation", 300, 20, 20, False, torch.float32, (8, 16, 24, 32, 50)),
 ]
-KERNELS = {"keys_first": keys_first_attention, "fused": fused_attention, "cpu": cpu_attention}
+KERNELS = {"keys_first": keys_first_attention, "fused": fused_attention, "cpu": attention}
 
 
 def time_kernel(kernel, qkv, mask, heads, head_dim, grad: bool, repeat: int) -> float:
@@ -80,7 +80,7 @@ def main() -> None:
             rows.append({"case": what, "rows": b, "length": length, **ms})
             print(
                 f"{what:28s} L={length:2d}: keys-first {ms['keys_first']:7.2f} ms, fused "
-                f"{ms['fused']:7.2f} ms, cpu_attention {ms['cpu']:7.2f} ms",
+                f"{ms['fused']:7.2f} ms, attention {ms['cpu']:7.2f} ms",
                 flush=True,
             )
     result = {"machine": machine(), "date": date.today().isoformat(), "rows": rows}

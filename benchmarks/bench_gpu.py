@@ -1,4 +1,4 @@
-"""The one-shot GPU check and benchmark (issue 12, item 3); run it through benchmarks/gpu.sh:
+"""The one-shot GPU check and benchmark; run it through benchmarks/gpu.sh:
 
     bash benchmarks/gpu.sh                          # CUDA: every section, < 8 min on one H100
     bash benchmarks/gpu.sh --device cpu --tiny      # the same code path on CPU, tiny sizes
@@ -128,13 +128,18 @@ def section_data(run: Run) -> dict:
     }
 
 
+# Presets that need what the tiny MIND world lacks: document vectors (EB-NeRD's world has them).
+SMOKE_DATA = {"nrms_docvec": ("synthetic_ebnerd", ["data.source.preset=synthetic_ebnerd_tiny"])}
+
+
 def section_smoke(run: Run) -> dict:
     """Every preset through newsrec.train: a few steps, validation, one test batch of dev."""
     from newsrec.train import train
 
     out = {}
     for name in PRESETS:
-        overrides = [f"model={name}", *smoke_overrides(run)]
+        data, extra = SMOKE_DATA.get(name, ("synthetic_tiny", []))
+        overrides = [f"model={name}", *smoke_overrides(run), *extra]
         if name == "nrms_plm":
             if run.plm is None:
                 out[name] = {"status": "skipped: transformers / model files missing"}
@@ -143,7 +148,7 @@ def section_smoke(run: Run) -> dict:
             overrides.append(f"model.news_encoder.pretrained={run.plm}")
         start = time.perf_counter()
         try:
-            metrics = train(config("synthetic_tiny", run.data_dir, overrides))
+            metrics = train(config(data, run.data_dir, overrides))
             auc = metrics["test/auc"]
             if not 0.0 <= auc <= 1.0:  # NaN fails this too
                 raise ValueError(f"test/auc = {auc}: scores are not finite")
@@ -297,7 +302,8 @@ def section_encode(run: Run) -> dict:
     users: histories of 50 clicks (the paper's fixed length, all 50 real) drawn from the
     world's news vectors, encoded from the cached per-news projections as evaluation does.
     """
-    from newsrec.models.engine import EvaluationCache, encode_all_news
+    from newsrec.evaluation.scorer import Scorer
+    from newsrec.models.engine.cache import all_news_vectors
 
     cfg, dm = world(run)
     module = _module(cfg, dm).to(run.device).eval()
@@ -310,13 +316,14 @@ def section_encode(run: Run) -> dict:
     out = {"news": n, "users": n, "history_len": 50}
     for precision, bf16 in (("32-true", False), ("bf16-mixed", True)):
         with torch.no_grad(), run.autocast(bf16):
-            encode_all_news(module.recommender.news_encoder, {"title": titles["title"][:chunk]})
+            encoder = module.recommender.news_encoder
+            all_news_vectors(encoder, titles, torch.arange(chunk, device=run.device))
             run.sync()  # warm-up above: kernel choice and allocation are not timed
             start = time.perf_counter()
-            encode_all_news(module.recommender.news_encoder, titles)
+            all_news_vectors(encoder, titles, torch.arange(n, device=run.device))
             run.sync()
             news_s = time.perf_counter() - start
-            cache = EvaluationCache(module.recommender, table)
+            cache = Scorer(module.recommender, table)
             mask = torch.ones(chunk, 50, dtype=torch.bool, device=run.device)
             user = torch.zeros(chunk, dtype=torch.long, device=run.device)
             parts = [history[i : i + chunk] for i in range(0, n, chunk)]

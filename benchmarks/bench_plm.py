@@ -1,4 +1,4 @@
-"""PLM news encoders (issue 13): training speed of `nrms_plm` beside GloVe NRMS, one command:
+"""PLM news encoders: training speed of `nrms_plm` beside GloVe NRMS, one command:
 
     python benchmarks/bench_plm.py                       # -> benchmarks/results_plm.json
     python benchmarks/bench_plm.py --modes frozen top1   # some modes only
@@ -106,7 +106,7 @@ def part_train(args) -> dict:
         "trainable_params": sum(p.numel() for p in module.parameters() if p.requires_grad),
     }
     encoder = module.recommender.news_encoder
-    if model == "nrms_plm" and encoder.cache_frozen:
+    if model == "nrms_plm" and encoder.caches_frozen:
         table = module.table
         rows = torch.arange(1, min(1025, len(table["row"])))
         news = {k: table[k][rows] for k in encoder.features}

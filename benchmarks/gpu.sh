@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The one-shot GPU check and benchmark (issue 12): run once by a session with a lent GPU,
+# The one-shot GPU check and benchmark: run once by a session with a lent GPU,
 # from the repository root, in under 8 minutes and without a network:
 #     bash benchmarks/gpu.sh                       # CUDA; -> benchmarks/results_gpu.{json,md}
 #     bash benchmarks/gpu.sh --device cpu --tiny   # the CPU rehearsal (tests/test_gpu_script.py)

@@ -71,7 +71,7 @@ def write(path: Path, results: dict, show: bool = True) -> None:
 
 def markdown(r: dict) -> str:
     """The figures as a Markdown table, with the GPU and the date, for benchmarks/RESULTS.md.
-    Issue 12's targets (one H100, full sizes) are shown beside full-size figures only."""
+    The GPU targets (one H100, full sizes) are shown beside full-size figures only."""
     env = r.get("env", {})
     gpu = env.get("gpu")
     title = f"## GPU check (benchmarks/gpu.sh), {gpu or 'CPU rehearsal'}, {r['date']}, "
@@ -147,5 +147,5 @@ def markdown(r: dict) -> str:
             add(f"nrms_plm dev evaluation, {precision}", f"{p['eval'][precision]['seconds']:.2f} s")
     for failure in r.get("failures", []):
         add("**FAILED**", failure[:300].replace("|", "/").replace("\n", " "))
-    head = "| what | figure | target (issue 12, one H100) |\n|---|---|---|"
+    head = "| what | figure | target (one H100) |\n|---|---|---|"
     return "\n".join([title, "", head, *rows, ""])

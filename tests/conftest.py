@@ -6,20 +6,29 @@ tests do), pointing data and outputs at temporary folders.
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, open_dict
+from torch import nn
 
 import newsrec.config  # noqa: F401  (resolvers)
+from newsrec.config import model_presets
 from newsrec.data.info import DataInfo
 from newsrec.data.preprocess import PreprocessConfig, load_or_build
 from newsrec.data.synthetic import SyntheticSource
+from newsrec.models.factory import build_recommender as build_parts
+from newsrec.models.layers import FastPath
 from newsrec.models.recommender import Recommender
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
+
+# The presets that run on any world: nrms_plm needs a pretrained model folder (tests/test_plm.py
+# trains it), nrms_docvec document vectors (tests/test_ebnerd_submission.py trains it).
+SELF_CONTAINED = [name for name in model_presets() if name not in ("nrms_plm", "nrms_docvec")]
 
 # A smaller NRMS for tests about the training loop rather than the architecture.
 SMALL_NRMS = [
@@ -73,6 +82,35 @@ def train_config(data_dir, tmp_path):
     return build
 
 
+# Small widths for tests that compare computations rather than the papers' sizes; each key is
+# set where the preset's part has it (`small_sizes`).
+SMALL_SIZES = {
+    "news_encoder": dict(
+        word_dim=24,
+        heads=4,
+        head_dim=6,
+        query_dim=8,
+        filters=24,
+        user_dim=8,
+        category_dim=8,
+        topic_dim=8,
+        dim=24,
+    ),
+    "user_encoder": dict(heads=4, query_dim=8, user_dim=8, hidden=8),
+}
+
+
+def small_sizes(name: str) -> list[str]:
+    """Overrides that shrink preset `name` to small widths, its structure kept."""
+    cfg = model_config(name)
+    return [
+        f"model.{part}.{key}={value}"
+        for part, sizes in SMALL_SIZES.items()
+        for key, value in sizes.items()
+        if key in cfg[part] and cfg[part][key] != 0  # topic_dim 0: no topics to shrink
+    ]
+
+
 def data_info(**overrides) -> DataInfo:
     """Sizes of a small made-up dataset, for models built without data."""
     sizes = dict(
@@ -101,7 +139,18 @@ def build_recommender(
     cfg = model_config(name, *overrides)
     torch.manual_seed(seed)
     parts = (cfg.news_encoder, cfg.user_encoder, cfg.click_predictor)
-    return Recommender.build(*parts, data, engine=engine or cfg.engine)
+    return build_parts(*parts, data, engine=engine or cfg.engine)
+
+
+def plain_copy(model: Recommender) -> Recommender:
+    """The same weights without the engine: the papers' padded computations (`engine=plain`)."""
+    parts = [copy.deepcopy(part) for part in (model.news_encoder, model.user_encoder)]
+    for module in (m for part in parts for m in part.modules()):
+        if isinstance(module, FastPath):
+            module.set_fast(False)
+    plain = Recommender(*parts, copy.deepcopy(model.click_predictor))
+    plain.empty_history = nn.Parameter(model.empty_history.detach().clone())
+    return plain.train(model.training)
 
 
 def built_run(cfg: DictConfig):

@@ -41,10 +41,11 @@ dim: 64
 """
 
 
-def test_a_news_encoder_defined_here_trains_through_train_py(train_config, tmp_path):
-    """One class and one yaml file (in a config folder of the user's, on Hydra's search
-    path): `model/news_encoder=title_mean` composes it with NRMS's user encoder, trains it
-    and tests it."""
+@pytest.mark.parametrize("engine", ["fast", "plain"])
+def test_a_news_encoder_defined_here_trains_through_train_py(train_config, tmp_path, engine):
+    """The README's "Add a model": one class and one yaml file (in a config folder of the
+    user's, on Hydra's search path): `model/news_encoder=title_mean` composes it with NRMS's
+    user encoder, trains it and tests it, on either engine."""
     from newsrec.train import train
 
     conf = tmp_path / "my_conf"
@@ -55,6 +56,7 @@ def test_a_news_encoder_defined_here_trains_through_train_py(train_config, tmp_p
         "model/news_encoder=title_mean",
         "model.user_encoder.heads=4",  # 64 / 4
         "model.user_encoder.query_dim=16",
+        f"model.engine={engine}",
         "~logger",
         "callbacks=none",
     )

@@ -1,4 +1,4 @@
-"""The published protocol on a MIND-small-shaped world on disk, offline (issue 10).
+"""The published protocol on a MIND-small-shaped world on disk, offline.
 
 A user who runs `python train.py data=mind_small data.source.data_dir=...` must get what the
 published MIND-small numbers used: every train day trained on (train_samples = the clicks of

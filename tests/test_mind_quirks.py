@@ -1,4 +1,4 @@
-"""Broken real-data files, as a new user meets them (issue 10, item 6).
+"""Broken real-data files, as a new user meets them.
 
 Each malformed file gives a message naming the file and the line, and leaves nothing in the
 cache that a later run would trust; train.py prints that message without a traceback (a

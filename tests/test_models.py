@@ -11,13 +11,8 @@ import torch
 from torch import nn
 
 from newsrec.data.info import DataInfo
-from newsrec.models.engine.kernels import (
-    cheap_dropout,
-    fused_attention,
-    keys_first_attention,
-    use_fast_kernels,
-)
-from newsrec.models.engine.packing import Packed, packed_pooling, packed_self_attention, pad
+from newsrec.models.engine.kernels import fused_attention, keys_first_attention
+from newsrec.models.engine.packing import Packed, pad
 from newsrec.models.layers import (
     AdditiveAttention,
     Dropout,
@@ -183,7 +178,7 @@ def test_self_attention_ignores_masked_keys_and_all_masked_rows_are_zero():
     mask = torch.ones(3, 6, dtype=torch.bool)
     mask[0, 4:] = False
     mask[2] = False  # nothing to attend to
-    assert mhsa.kernel is None  # built on its own: the paper's computation
+    assert not mhsa.fast  # built on its own: the paper's computation
     out, weights = mhsa(x, mask, return_weights=True)
     assert (weights[0, :, :, 4:] == 0).all()
     assert torch.allclose(weights[1].sum(-1), torch.ones(2, 6))
@@ -196,9 +191,7 @@ def test_self_attention_ignores_masked_keys_and_all_masked_rows_are_zero():
     # the engine's kernels (keys-first on CPU, fused elsewhere) give the same numbers, with
     # the same zero output for a row without keys
     for kernel in (keys_first_attention, fused_attention):
-        mhsa.kernel = kernel
-        assert torch.allclose(mhsa(x, mask), out, atol=1e-6), kernel.__name__
-    mhsa.kernel = None
+        assert torch.allclose(kernel(mhsa.qkv(x), mask, 2, 3), out, atol=1e-6), kernel.__name__
     # the packed path (real items only, in groups of rows, as the NRMS news encoder runs it)
     # gives them too, whatever the grouping
     # (and with fixed-size groups cut to a multiple of 4 columns, as training runs it)
@@ -206,7 +199,7 @@ def test_self_attention_ignores_masked_keys_and_all_masked_rows_are_zero():
         *(Packed(mask, groups=g) for g in (1, 2, 3)),
         Packed(mask, rows=2, column_step=4),
     ]:
-        result = packed_self_attention(mhsa, x.reshape(-1, 12)[packed.index], packed)
+        result = mhsa.packed(x.reshape(-1, 12)[packed.index], packed)
         assert result.shape == (int(mask.sum()), 6)
         assert torch.allclose(pad(result, packed.index, (3, 6)), out * mask[..., None], atol=1e-6)
     # keys at masked positions can hold anything
@@ -228,7 +221,7 @@ def test_packed_pooling_equals_padded_pooling():
     items = x.reshape(-1, 10)[packed.index]
     for layer in (AdditiveAttention(10, query_dim=4), MeanPooling(10)):
         pooled, weights = layer(x, mask)
-        packed_pooled, packed_weights = packed_pooling(layer, items, packed)
+        packed_pooled, packed_weights = layer.packed(items, packed)
         assert torch.allclose(packed_pooled, pooled, atol=1e-6)
         assert torch.allclose(packed_weights, weights, atol=1e-6)
         assert (packed_pooled[0] == 0).all()
@@ -237,8 +230,7 @@ def test_packed_pooling_equals_padded_pooling():
 def test_dropout_drops_at_the_rate_and_keeps_the_expectation():
     x = torch.ones(400_000, requires_grad=True)
     layer = Dropout(0.2).train()
-    use_fast_kernels(layer, torch.device("cpu"))  # the engine's cheap CPU mask
-    assert layer.kernel is cheap_dropout
+    layer.set_fast(True)  # as the engine does: the cheap CPU mask
     torch.manual_seed(3)
     y = layer(x)
     kept = y != 0
@@ -260,9 +252,8 @@ def test_dropout_drops_at_the_rate_and_keeps_the_expectation():
     assert layer.eval()(x) is x and Dropout(0.0).train()(x) is x
     with pytest.raises(ValueError, match="dropout rate"):
         Dropout(1.0)
-    # without the engine (or on another device): torch's own dropout, at the exact rate
-    use_fast_kernels(layer, torch.device("meta"))
-    assert layer.kernel is None
+    # without the engine: torch's own dropout, at the exact rate
+    layer.set_fast(False)
     plain = layer.train()(torch.ones(400_000))
     assert abs((plain == 0).float().mean().item() - 0.2) < 0.005
 
@@ -341,35 +332,18 @@ def random_batch(data: DataInfo, gen: torch.Generator, B: int = 3, N: int = 6, C
     }
 
 
-def encode_news(news_encoder: nn.Module, table, rows: torch.Tensor, user: torch.Tensor):
-    """rows [B, K] -> [B, K, D], the way the Recommender gathers and encodes news."""
-    features = {k: v[rows.flatten()] for k, v in table.items()}
-    users = user[:, None].expand_as(rows).flatten() if news_encoder.needs_user else None
-    return news_encoder(features, users).view(*rows.shape, -1)
-
-
-def click_scores(parts, table, batch) -> torch.Tensor:
-    news_encoder, user_encoder, click_predictor = parts
-    history = encode_news(news_encoder, table, batch["history"], batch["user"])
-    candidates = encode_news(news_encoder, table, batch["candidates"], batch["user"])
-    aware = candidates if user_encoder.candidate_aware else None
-    user = user_encoder(history, batch["history_mask"], batch["user"], aware)
-    return click_predictor(user, candidates)  # [B, C]
-
-
 @pytest.mark.parametrize("name", PRESETS)
 def test_forward_backward_gives_finite_gradients(name: str):
     gen = torch.Generator().manual_seed(0)
     data = data_info()
-    _, *parts = build(name, data=data)
+    model = build_recommender(name, data, engine="plain").train()
     table, batch = random_news_table(data, gen), random_batch(data, gen)
-    for part in parts:
-        part.train()
-    scores = click_scores(parts, table, batch)
+    scores = model(batch, table)
     assert scores.shape == batch["candidates"].shape
     loss = nn.functional.cross_entropy(scores, batch["target"])
     loss.backward()
     assert torch.isfinite(loss)
+    parts = (model.news_encoder, model.user_encoder, model.click_predictor)
     grads = [p.grad for part in parts for p in part.parameters()]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
     assert sum(g.abs().sum() for g in grads) > 0
@@ -381,10 +355,11 @@ def test_every_preset_runs_under_bfloat16_autocast():
     data = data_info()
     table, batch = random_news_table(data, gen), random_batch(data, gen)
     for name in PRESETS:
-        _, *parts = build(name, data=data)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            scores = click_scores(parts, table, batch)
-        assert torch.isfinite(scores).all(), name
+        for engine in ("plain", "fast"):
+            model = build_recommender(name, data, engine=engine)
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                scores = model(batch, table)
+            assert torch.isfinite(scores).all(), (name, engine)
 
 
 def news_encoders():
@@ -400,47 +375,50 @@ def news_encoders():
 def test_news_vector_ignores_padding(name: str):
     gen = torch.Generator().manual_seed(1)
     data = data_info()
-    _, news, _, _ = build(name, data=data)
-    news.eval()
+    model = build_recommender(name, data, engine="plain").eval()
+    news = model.news_encoder
     table = random_news_table(data, gen)
     rows = torch.arange(data.num_news)[None]  # every row, row 0 and the empty news included
     user = torch.tensor([5])
-    before = encode_news(news, table, rows, user)
+    before = model.encode_news(table, rows, user)
     assert torch.isfinite(before).all()
     # whatever the padding rows of the embedding tables hold, nothing changes
     with torch.no_grad():
         for m in news.modules():
             if isinstance(m, nn.Embedding) and m.padding_idx == 0:
                 m.weight[0].normal_(std=10.0)
-    assert torch.allclose(encode_news(news, table, rows, user), before, atol=1e-5)
+    assert torch.allclose(model.encode_news(table, rows, user), before, atol=1e-5)
     # nor does the padded length: the same titles with 7 more padding slots
     longer = {k: nn.functional.pad(v, (0, 7)) if v.dim() == 2 else v for k, v in table.items()}
-    assert torch.allclose(encode_news(news, longer, rows, user), before, atol=1e-5)
+    assert torch.allclose(model.encode_news(longer, rows, user), before, atol=1e-5)
 
 
-@pytest.mark.parametrize(
-    "name", ["nrms", "nrms_additive_only", "nrms_self_only", "nrms_no_attention"]
-)
-def test_packed_title_encoding_equals_the_padded_computation(name: str):
-    """The NRMS title encoder's packed path (sorted, grouped, real words only) computes what
-    the plain padded one does, vectors and gradients, for a batch big enough for 3 groups."""
+@pytest.mark.parametrize("name", news_encoders())
+def test_packed_news_encoding_equals_the_padded_computation(name: str):
+    """Each news encoder's packed path (`forward_packed`: real words only; NRMS sorted and
+    in groups of rows) computes what the padded `forward` does, vectors and gradients, in
+    float64, for 800 news with empty, one-word and full-length texts."""
     gen = torch.Generator().manual_seed(2)
     data = data_info(num_news=800)
-    _, news, _, _ = build(name, data=data)
-    news.eval()  # dropout masks depend on the layout; everything else must not
-    title = random_news_table(data, gen)["title"][torch.randperm(800, generator=gen)]
+    news = build(name, data=data)[1].double().eval()  # dropout masks depend on the layout
+    table = random_news_table(data, gen)
+    for text in ("title", "abstract"):
+        table[text][2:40, 1:] = 0  # one-word texts
+        table[text][40:60] = torch.randint(1, data.vocab_size, table[text][40:60].shape)
+    rows = torch.randperm(800, generator=gen)
+    features = {k: table[k][rows] for k in news.features}
+    user = torch.randint(0, data.num_users, (800,), generator=gen) if news.needs_user else None
     results = []
-    for pack in (True, False):
-        news.pack = pack
-        assert news.sorts_by_length == pack
+    for encode in (news.forward_packed, news.forward):
         news.zero_grad()
-        vectors = news({"title": title})
+        vectors = encode(features, user)
         vectors.square().sum().backward()
-        results.append((vectors, [p.grad.clone() for p in news.parameters()]))
+        results.append((vectors, [p.grad.clone() for p in news.parameters() if p.grad is not None]))
     (packed, packed_grads), (padded, padded_grads) = results
-    assert torch.allclose(packed, padded, atol=1e-5)
+    torch.testing.assert_close(packed, padded, rtol=1e-9, atol=1e-9)
+    assert len(packed_grads) == len(padded_grads) > 0
     for a, b in zip(packed_grads, padded_grads, strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-3 * b.abs().max().item())
+        torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-9 * b.abs().max().item())
 
 
 USER_ENCODERS = ["nrms", "nrms_self_only", "naml", "npa", "gru", "lstur_ini", "lstur_con", "dkn"]

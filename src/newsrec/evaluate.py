@@ -9,6 +9,7 @@ from omegaconf import DictConfig
 
 from newsrec import build
 from newsrec.cli import print_metrics, write_metrics
+from newsrec.data.features import check_model_data
 from newsrec.evaluation.predict import predict_unlabeled
 from newsrec.evaluation.rerank import build_reranker, rerank_summary
 from newsrec.models.module import NewsRecModule
@@ -24,6 +25,7 @@ def evaluate(cfg: DictConfig) -> dict:
         dm.prepare_data()
         dm.setup("test")
     module = NewsRecModule.load_from_checkpoint(path, map_location="cpu")
+    check_model_data(module.recommender.news_encoder.features, dm, module.name)
     module.use_data(build.module_data(dm, ("test",)))
     module.reranker = build_reranker(cfg.get("rerank"))  # conf/rerank: after scoring, on test
     trainer = build.trainer(cfg)

@@ -20,6 +20,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from newsrec import build
 from newsrec.cli import print_metrics, write_metrics
 from newsrec.data.datamodule import MindDataModule
+from newsrec.data.features import check_model_data
 from newsrec.evaluation.predict import predict_unlabeled
 from newsrec.models.module import NewsRecModule
 from newsrec.models.summary import count_parameters
@@ -42,6 +43,8 @@ def train(cfg: DictConfig) -> dict:
 def setup(cfg: DictConfig) -> tuple[MindDataModule, NewsRecModule, pl.Trainer]:
     """The prepared data, the model Hydra builds for it, and the Trainer."""
     dm, words = build.prepared_datamodule(cfg)
+    needed = build.declared_inputs(cfg.model).features  # refused before the model is built
+    check_model_data(needed, dm, cfg.model.get("name", "model"))
     _warn_if_random_words_on_mind(cfg)
     module = build.module(cfg, dm.info, words)
     stages = ("val", "test") if cfg.get("test", True) else ("val",)

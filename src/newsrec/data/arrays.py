@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from newsrec.data.info import DataInfo
+from newsrec.data.info import NEWS_FEATURES, DataInfo
 
 
 @dataclass(frozen=True)
@@ -71,8 +71,11 @@ class Preprocessed:
     val_start: int  # train impressions at or after this time are validation
     report: dict[str, int] = field(default_factory=dict)
     path: Path | None = None
+    # The news-table features this data really has (a model reading another is refused).
+    features: tuple[str, ...] = NEWS_FEATURES
 
     def info(self) -> DataInfo:
+        vectors = self.news.get("document_vector")
         return DataInfo(
             vocab_size=len(self.vocab.words),
             num_categories=len(self.vocab.categories),
@@ -83,4 +86,5 @@ class Preprocessed:
             title_len=self.config.title_len,
             abstract_len=self.config.abstract_len,
             entity_dim=int(self.entity_vectors.shape[1]),
+            document_dim=int(vectors.shape[1]) if vectors is not None else 0,
         )

@@ -1,7 +1,8 @@
 """The Lightning DataModule: training samples as in the NRMS paper, evaluation by impression.
 
 Batches are index tensors into the news table (info.py), built by numpy slicing of whole
-batches (`__getitems__`), never one sample at a time in Python.
+batches (`__getitems__`), never one sample at a time in Python. The training samples and
+their batch sampler are in `newsrec.data.samples`.
 
 Training (NRMS paper, section 3.4): one sample per click of the fitted part of train, with
 K non-clicked news (`npratio`, default 4) of the *same impression*, drawn afresh every epoch,
@@ -25,7 +26,7 @@ impressions carry their global ids.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, fields
 from pathlib import Path
 
 import numpy as np
@@ -34,108 +35,18 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from newsrec.data.arrays import PreprocessConfig, Preprocessed, SplitArrays, Vocabulary
-from newsrec.data.info import DataInfo, NewsInputs
+from newsrec.data.info import DataInfo, NewsInputs, news_table_tensors
 from newsrec.data.mind import DataError
-from newsrec.data.plm_tokens import PlmTokenConfig, load_or_tokenize
+from newsrec.data.plm_tokens import PLM_FEATURES, PlmTokenConfig, load_or_tokenize
 from newsrec.data.preprocess import load_or_build
-from newsrec.data.ragged import lengths_to_offsets, pad_rows, slices, take_rows
+from newsrec.data.ragged import pad_rows, slices, take_rows
+from newsrec.data.samples import (  # noqa: F401  (_Batch: part of this API)
+    TrainBatchSampler,
+    TrainSamples,
+    _Batch,
+)
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class _Batch:
-    """What a batch sampler yields: the sample indices plus what seeds their negatives."""
-
-    indices: np.ndarray
-    epoch: int
-    number: int
-
-
-class TrainSamples(Dataset):
-    """Click samples of the fitted part of train; `__getitems__` builds a whole batch."""
-
-    def __init__(
-        self, split: SplitArrays, rows: np.ndarray, npratio: int, history_len: int, seed: int
-    ):
-        self.split, self.npratio, self.history_len, self.seed = split, npratio, history_len, seed
-        offsets = split.candidate_offsets
-        labels = np.asarray(split.labels)
-        candidates = np.asarray(split.candidates)
-        lengths = np.diff(offsets)
-        impression_of = np.repeat(np.arange(len(lengths)), lengths)
-        in_rows = np.zeros(len(lengths), dtype=bool)
-        in_rows[rows] = True
-        take = in_rows[impression_of]
-        # Non-clicks of each impression, as one ragged array.
-        negative = take & (labels == 0)
-        self.neg_values = candidates[negative]
-        self.neg_offsets = lengths_to_offsets(
-            np.bincount(impression_of[negative], minlength=len(lengths))
-        )
-        neg_count = np.diff(self.neg_offsets)
-        click = take & (labels == 1)
-        usable = click & (neg_count[impression_of] > 0)
-        self.dropped = int(click.sum() - usable.sum())
-        self.short = int((neg_count[impression_of[usable]] < npratio).sum())
-        self.impression = impression_of[usable]
-        self.clicked = candidates[usable].astype(np.int64)
-
-    def __len__(self) -> int:
-        return len(self.clicked)
-
-    def __getitems__(self, key: _Batch) -> dict[str, torch.Tensor]:
-        idx, k = key.indices, self.npratio
-        imp = self.impression[idx]
-        rng = np.random.default_rng((self.seed, key.epoch, key.number))
-        start, count = self.neg_offsets[imp], self.neg_offsets[imp + 1] - self.neg_offsets[imp]
-        # K distinct non-clicks where there are enough: the K smallest of random keys.
-        width = max(int(count.max()), k)
-        keys = rng.random((len(idx), width))
-        keys[np.arange(width)[None, :] >= count[:, None]] = 2.0
-        pick = np.argsort(keys, axis=1)[:, :k]
-        # Fewer than K non-clicks: fill the missing slots by sampling with replacement.
-        short = pick >= count[:, None]
-        pick[short] = (rng.random(short.sum()) * np.repeat(count, short.sum(1))).astype(np.int64)
-        negatives = self.neg_values[start[:, None] + pick]
-        target = rng.integers(0, k + 1, size=len(idx))
-        candidates = np.insert(negatives, 0, 0, axis=1)
-        rows = np.arange(len(idx))
-        candidates[rows, 0] = candidates[rows, target]
-        candidates[rows, target] = self.clicked[idx]
-        history, history_mask = pad_rows(
-            self.split.history_offsets, self.split.history, imp, self.history_len
-        )
-        return {
-            "history": torch.from_numpy(history),
-            "history_mask": torch.from_numpy(history_mask),
-            "candidates": torch.from_numpy(candidates.astype(np.int64)),
-            "candidate_mask": torch.ones(candidates.shape, dtype=torch.bool),
-            "user": torch.from_numpy(np.asarray(self.split.user)[imp]),
-            "target": torch.from_numpy(target),
-        }
-
-
-class TrainBatchSampler:
-    """Shuffled batches of sample indices, a disjoint share per rank, reshuffled each epoch."""
-
-    def __init__(self, n: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1):
-        self.n, self.batch_size, self.seed = n, batch_size, seed
-        self.rank, self.world_size, self.epoch = rank, world_size, 0
-
-    def set_epoch(self, epoch: int) -> None:  # called by Lightning before each epoch
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return self.n // (self.batch_size * self.world_size)
-
-    def __iter__(self):
-        order = np.random.default_rng((self.seed, self.epoch)).permutation(self.n)
-        for number in range(len(self)):
-            # Batch `number` of this rank is global batch number * world_size + rank.
-            b = number * self.world_size + self.rank
-            indices = order[b * self.batch_size : (b + 1) * self.batch_size]
-            yield _Batch(indices, self.epoch, b)
 
 
 class EvalImpressions(Dataset):
@@ -259,6 +170,7 @@ class MindDataModule(pl.LightningDataModule):
         val_split: str = "dev",
         seed: int = 0,
         inputs: dict | None = None,  # what the model's news encoder reads (NewsInputs fields)
+        language: str | None = None,  # of the news text (ISO 639-3): eng, dan, an xMIND code
     ):
         super().__init__()
         self.source = source
@@ -273,6 +185,7 @@ class MindDataModule(pl.LightningDataModule):
         self.num_workers, self.test_split, self.seed = num_workers, test_split, seed
         self._val_split = val_split  # used when val_days == 0 (no train day held out)
         self.plm = PlmTokenConfig.from_inputs(inputs)
+        self.language = language
         self.vocab: Vocabulary | None = None  # set from a checkpoint to reuse its vocabulary
         self.data: Preprocessed | None = None
 
@@ -354,8 +267,13 @@ class MindDataModule(pl.LightningDataModule):
             "preprocess": asdict(self.preprocess_config),
         }
 
+    @property
+    def features(self) -> tuple[str, ...]:
+        """The news-table features this data has (a model reading another is refused)."""
+        return tuple(self.data.features) + (PLM_FEATURES if self.plm is not None else ())
+
     def news_table(self) -> dict[str, torch.Tensor]:
-        return {k: torch.from_numpy(np.array(v, dtype=np.int64)) for k, v in self.data.news.items()}
+        return news_table_tensors(self.data.news)  # ids int64, document vectors float32
 
     def _rank(self) -> tuple[int, int]:
         trainer = self.trainer

@@ -329,6 +329,9 @@ class MindSource(DataSource):
     def splits(self) -> tuple[str, ...]:
         return _VARIANTS[self.variant][1]
 
+    def __repr__(self) -> str:
+        return f"MindSource(variant={self.variant!r})"
+
     def folder_name(self, split: str) -> str:
         return f"{_VARIANTS[self.variant][0]}_{split}"
 

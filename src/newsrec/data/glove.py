@@ -274,6 +274,14 @@ def words_outside(
     for folder in folders:
         if folder is None:
             continue
+        if (Path(folder) / "behaviors.parquet").is_file():  # EB-NeRD
+            from newsrec.data.mind import DataError
+
+            raise DataError(
+                "pretrained word vectors (GloVe) are English and EB-NeRD's text is Danish: use "
+                "embedding=random, the document vectors (model=nrms_docvec), or a multilingual "
+                "language model (model=nrms_plm)"
+            )
         news = read_news(Path(folder) / "news.tsv")
         for field in fields:
             for text in getattr(news, field):

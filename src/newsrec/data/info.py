@@ -12,12 +12,21 @@ features are all padding, and it also stands for a news ID missing from news.tsv
     subcategory     int64 [num_news]                0 = unknown
     title_entities  int64 [num_news, title_len]     entity id of each title token, 0 = none
 
+Datasets beyond MIND carry the features their files have (`Preprocessed.features`
+says which): EB-NeRD has no title entities, xMIND's translated titles none either (MIND's
+entity offsets point into the English text), and EB-NeRD may add
+
+    document_vector float32 [num_news, document_dim] a pre-computed article embedding (the
+                                                    toolkit's artifacts), zeros where missing
+
 With a PLM news encoder (newsrec.data.plm_tokens, newsrec.models.plm) also:
 
     plm_title       int64 [num_news, max_len]       the PLM tokenizer's ids, specials included
     plm_title_mask  int64 [num_news, max_len]       1 = real token, 0 = padding
-    row             int64 [num_news]                the row index (added by NewsRecModule),
-                                                    the key of per-news caches
+
+and, as tensors (`news_table_tensors`), the row index, the key of per-news caches:
+
+    row             int64 [num_news]                0, 1, ..., num_news - 1
 
 A batch is a dict of tensors that index into that table (newsrec.data.datamodule).
 
@@ -51,9 +60,12 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+import numpy as np
 import torch
 
 NEWS_FEATURES = ("title", "abstract", "category", "subcategory", "title_entities")
+# Features derived for any dataset with titles, or added to every table (NewsRecModule's row).
+DERIVED_FEATURES = ("plm_title", "plm_title_mask", "row")
 TEXTS = ("title", "abstract")  # the news-table features that hold words of the vocabulary
 
 
@@ -77,6 +89,17 @@ class NewsInputs:
         return tuple(t for t in TEXTS if t in self.features) or ("title",)
 
 
+def news_table_tensors(arrays: dict) -> dict[str, torch.Tensor]:
+    """The news table's arrays as tensors (integers as int64, the dtype embeddings take;
+    floats as they are), with the row index `row`."""
+    table = {}
+    for name, array in arrays.items():
+        dtype = np.float32 if np.issubdtype(np.asarray(array).dtype, np.floating) else np.int64
+        table[name] = torch.from_numpy(np.array(array, dtype=dtype))  # a copy: caches are read-only
+    table["row"] = torch.arange(len(next(iter(table.values()))))
+    return table
+
+
 @dataclass
 class DataInfo:
     """Sizes of the vocabularies and tables, read off the preprocessed data."""
@@ -90,6 +113,7 @@ class DataInfo:
     title_len: int = 30
     abstract_len: int = 50
     entity_dim: int = 100
+    document_dim: int = 0  # width of the document vectors (0: the data has none)
     # Optional initialisations; not part of hparams (they live in the state dict afterwards).
     word_embeddings: torch.Tensor | None = None  # [vocab_size, word_dim], e.g. GloVe
     entity_embeddings: torch.Tensor | None = None  # [num_entities, entity_dim], TransE
@@ -110,9 +134,18 @@ class SplitPaths:
     `test` is the unlabeled leaderboard split when there is one (MIND-large, the synthetic
     world), else None. `has_truth` says whether each folder also holds the synthetic world's
     `click_probability.tsv` (the true click probability of every candidate).
+
+    `layout` names the files' format: "mind" (news.tsv and behaviors.tsv in each folder) or
+    "ebnerd" (behaviors.parquet and history.parquet in each folder, the news in `articles`,
+    optionally pre-computed `document_vectors`; newsrec.data.ebnerd), so preprocessing
+    knows which reader to use.
     """
 
     train: Path
     dev: Path
     test: Path | None = None
     has_truth: bool = False
+    layout: str = "mind"
+    articles: tuple[Path, ...] = ()  # EB-NeRD: articles.parquet files, the first row of an id wins
+    document_vectors: Path | None = None  # EB-NeRD: a parquet of (article_id, vector)
+    document_vector_column: str | None = None  # its vector column (None: the last one)

@@ -104,6 +104,13 @@ def news_texts(paths: SplitPaths, fields: tuple[str, ...]) -> list[tuple[str, ..
     unknown = set(fields) - {"title", "abstract"}
     if unknown or not fields:
         raise ValueError(f"PLM fields must be title and/or abstract, got {list(fields)}")
+    if paths.layout == "ebnerd":  # articles.parquet rows: title, subtitle
+        from newsrec.data.ebnerd.build import FIELDS
+        from newsrec.data.ebnerd.reader import read_articles
+
+        articles = read_articles(paths.articles)
+        columns = [getattr(articles, FIELDS[name]) for name in fields]
+        return [tuple("" for _ in fields), *zip(*columns, strict=True)]
     seen: set[str] = set()
     texts: list[tuple[str, ...]] = [tuple("" for _ in fields)]
     for folder in (paths.train, paths.dev, paths.test):

@@ -1,36 +1,33 @@
 """Turn MIND-format folders into index arrays: the news table, vocabularies, impressions.
 
 Everything a model needs is derived here from the data (vocabulary and table sizes are never
-written into a config by hand) and cached on disk:
-
-    <cache_root>/<key>/meta.json         settings, vocabularies, sizes, report
-    <cache_root>/<key>/<name>.npy        news table and per-split ragged arrays
-
-Why .npy and not Arrow/`datasets` for the cache: every array here is a fixed-dtype numeric
-array consumed by numpy slicing in the batch builder, and `np.load(mmap_mode="r")` maps it in
-microseconds with no conversion; Arrow earns its place one step earlier, parsing the TSV
-files (see `newsrec.data.mind`). The cache key hashes the input files (path, size,
-modification time) and the preprocessing settings; the folder is written under a temporary
-name and renamed, so a killed run never leaves a folder that a later run trusts.
+written into a config by hand) and cached on disk (`newsrec.data.cache`: the folder layout,
+the key, and why .npy). EB-NeRD's parquet layout (`SplitPaths.layout == "ebnerd"`) is built
+into the same arrays by `newsrec.data.ebnerd.build`; Arrow earns its place one step earlier,
+parsing the TSV and parquet files (see `newsrec.data.mind`).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import time
 from collections import Counter
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from newsrec.constants import DAY, SPLITS
+from newsrec.constants import DAY
 from newsrec.data.arrays import PreprocessConfig, Preprocessed, SplitArrays, Vocabulary
-from newsrec.data.info import SplitPaths
+from newsrec.data.cache import (  # noqa: F401  (CACHE_VERSION, load, save: part of this API)
+    CACHE_VERSION,
+    cache_key,
+    load,
+    same_vocabulary,
+    save,
+)
+from newsrec.data.info import NEWS_FEATURES, SplitPaths
 from newsrec.data.mind import (
     Behaviors,
     News,
@@ -44,12 +41,10 @@ from newsrec.data.mind import (
     tokenize,
 )
 from newsrec.data.ragged import keep_last, lengths_to_offsets
-from newsrec.utils.io import atomic_path
 from newsrec.utils.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 1  # bump when the layout or the meaning of an array changes
 PAD, UNK = "<pad>", "<unk>"
 
 
@@ -222,6 +217,10 @@ def build(
     folders = {"train": paths.train, "dev": paths.dev, "test": paths.test}
     folders = {k: Path(v) for k, v in folders.items() if v is not None}
     with progress_bar(progress) as bar:
+        if paths.layout == "ebnerd":  # parquet files
+            from newsrec.data.ebnerd.build import build_ebnerd
+
+            return build_ebnerd(paths, cfg, vocab, bar)
         return _build(folders, paths.has_truth, cfg, vocab, bar)
 
 
@@ -291,7 +290,14 @@ def _build(
         splits=splits,
         val_start=val_start,
         report=dict(report.counts),
+        features=_features(table),
     )
+
+
+def _features(table: dict[str, np.ndarray]) -> tuple[str, ...]:
+    """All of MIND's news features, title entities only where the files name some (xMIND's
+    translated news have none: MIND's offsets point into the English text)."""
+    return tuple(f for f in NEWS_FEATURES if f != "title_entities" or table[f].any())
 
 
 def _entity_vectors(folders: dict[str, Path], entities: list[str], report: Report) -> np.ndarray:
@@ -317,95 +323,6 @@ def _entity_vectors(folders: dict[str, Path], entities: list[str], report: Repor
     return vectors
 
 
-# --- cache ----------------------------------------------------------------------------------
-
-_SPLIT_FIELDS = [f for f in SplitArrays.__dataclass_fields__ if f != "truth"]
-
-
-def cache_key(paths: SplitPaths, cfg: PreprocessConfig, vocab: Vocabulary | None) -> str:
-    digest = hashlib.sha256()
-    files = []
-    for split in SPLITS:
-        folder = getattr(paths, split)
-        if folder is None:
-            continue
-        for name in ("news.tsv", "behaviors.tsv", "entity_embedding.vec", "click_probability.tsv"):
-            path = Path(folder) / name
-            if path.exists():
-                stat = path.stat()
-                files.append([str(path.resolve()), stat.st_size, stat.st_mtime_ns])
-    payload = {"version": CACHE_VERSION, "files": files, "config": asdict(cfg)}
-    if vocab is not None:
-        payload["vocab"] = hashlib.sha256(json.dumps(asdict(vocab)).encode()).hexdigest()
-    digest.update(json.dumps(payload, sort_keys=True).encode())
-    return digest.hexdigest()[:16]
-
-
-def save(data: Preprocessed, folder: Path) -> Path:
-    """Write `data` under a temporary name, then rename: the folder appears only when whole."""
-    with atomic_path(folder) as tmp:
-        tmp.mkdir()
-        for name, array in data.news.items():
-            np.save(tmp / f"news_{name}.npy", array)
-        np.save(tmp / "entity_vectors.npy", data.entity_vectors)
-        for split, arrays in data.splits.items():
-            for name in _SPLIT_FIELDS:
-                np.save(tmp / f"{split}_{name}.npy", getattr(arrays, name))
-            if arrays.truth is not None:
-                np.save(tmp / f"{split}_truth.npy", arrays.truth)
-        meta = {
-            "version": CACHE_VERSION,
-            "config": asdict(data.config),
-            "vocab": asdict(data.vocab),
-            "splits": list(data.splits),
-            "val_start": data.val_start,
-            "report": data.report,
-        }
-        # meta.json is written last: a folder without it is never trusted.
-        (tmp / "meta.json").write_text(json.dumps(meta))
-    data.path = folder
-    return folder
-
-
-def load(folder: Path) -> Preprocessed:
-    meta = json.loads((folder / "meta.json").read_text())
-    cfg_dict = meta["config"]
-    cfg_dict["vocab_fields"] = tuple(cfg_dict["vocab_fields"])
-
-    def arr(name: str) -> np.ndarray:
-        return np.load(folder / f"{name}.npy", mmap_mode="r")
-
-    news = {
-        name: arr(f"news_{name}")
-        for name in ("title", "abstract", "category", "subcategory", "title_entities")
-    }
-    splits = {}
-    for split in meta["splits"]:
-        fields_ = {name: arr(f"{split}_{name}") for name in _SPLIT_FIELDS}
-        truth_path = folder / f"{split}_truth.npy"
-        truth = np.load(truth_path, mmap_mode="r") if truth_path.exists() else None
-        splits[split] = SplitArrays(**fields_, truth=truth)
-    return Preprocessed(
-        config=PreprocessConfig(**cfg_dict),
-        vocab=Vocabulary(**meta["vocab"]),
-        news=news,
-        entity_vectors=arr("entity_vectors"),
-        splits=splits,
-        val_start=meta["val_start"],
-        report=meta["report"],
-        path=folder,
-    )
-
-
-def _same_vocabulary(folder: Path, vocab: Vocabulary) -> bool:
-    """Whether the cache in `folder` was built with exactly the vocabularies `vocab`."""
-    try:
-        meta = json.loads((folder / "meta.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return meta.get("vocab") == asdict(vocab)
-
-
 def load_or_build(
     paths: SplitPaths,
     cfg: PreprocessConfig,
@@ -423,7 +340,7 @@ def load_or_build(
     folder = Path(cache_root) / cache_key(paths, cfg, vocab)
     if vocab is not None and not (folder / "meta.json").exists():
         built = Path(cache_root) / cache_key(paths, cfg, None)
-        if _same_vocabulary(built, vocab):
+        if same_vocabulary(built, vocab):
             folder = built
     if (folder / "meta.json").exists():
         try:

@@ -204,8 +204,8 @@ class BeyondAccuracyCallback(pl.Callback):
 
     Reads the scores the module's test_step returns; popularity comes from the datamodule's
     train split and the catalogue is the distinct candidates of the tested split. News
-    vectors for `diversity_vector` come from the module's evaluation cache, else are encoded
-    once per news as lists need them (NPA: once per (user, news), its vectors being the user's).
+    vectors for `diversity_vector` come from the module's scorer (`Scorer.list_vectors`;
+    NPA: each list's news as its user reads them).
     """
 
     def __init__(self, k: int = 10) -> None:
@@ -234,29 +234,6 @@ class BeyondAccuracyCallback(pl.Callback):
         for part in slices(len(tested), 1 << 22):
             listed[np.asarray(tested[part])] = True
         self.catalogue = int(listed[1:].sum())  # row 0 (news missing from news.tsv) is no news
-        self.vectors: Tensor | None = None
-        self.encoded: Tensor | None = None
-
-    def _list_vectors(self, pl_module, batch: dict[str, Tensor], rows: Tensor) -> Tensor:
-        recommender, table = pl_module.recommender, pl_module.table
-        safe = rows.clamp(min=0)
-        if recommender.needs_user:
-            user = batch["user"][batch["owner"]][:, None].expand_as(safe)
-            return recommender.encode_news(table, safe, user)
-        # The module's evaluation cache holds every listed news already: reuse it rather than
-        # encode the split's news twice (encoding below is the fallback).
-        cached = pl_module.news_vectors
-        if cached is not None:
-            return cached[safe]
-        if self.vectors is None:
-            self.encoded = torch.zeros(len(table["title"]), dtype=torch.bool, device=rows.device)
-        new = torch.unique(safe[~self.encoded[safe]])
-        if len(new):
-            fresh = recommender.encode_news(table, new).float()
-            if self.vectors is None:
-                self.vectors = fresh.new_zeros(len(table["title"]), fresh.shape[-1])
-            self.vectors[new], self.encoded[new] = fresh, True
-        return self.vectors[safe]
 
     @torch.no_grad()
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
@@ -265,14 +242,13 @@ class BeyondAccuracyCallback(pl.Callback):
         scores, candidates = outputs["scores"], batch["candidates"]
         rows, _ = top_k_candidates(scores, candidates, batch["candidate_mask"], self.k)
         with trainer.precision_plugin.forward_context():
-            vectors = self._list_vectors(pl_module, batch, rows).float()
+            vectors = pl_module.scorer.list_vectors(batch, rows).float()
         category = pl_module.table["category"]
         self.metric.update(rows, batch["impression"], category, self.information, vectors)
 
     def _values(self) -> dict[str, float]:
         values = self.metric.compute(self.catalogue)  # a collective under DDP: every rank
         self.metric.reset()
-        self.vectors = self.encoded = None
         return {f"test/{name}": v for name, v in values.items()}
 
     def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

@@ -21,6 +21,7 @@ from pytorch_lightning.callbacks import BasePredictionWriter
 from newsrec.constants import METRICS
 from newsrec.data.datamodule import MindDataModule
 from newsrec.evaluation.beyond import BeyondAccuracyCallback
+from newsrec.evaluation.ebnerd_submission import EbnerdSubmission
 from newsrec.evaluation.metrics import segment_metrics
 from newsrec.evaluation.radio_callback import RadioCallback
 from newsrec.evaluation.score import truth_labels
@@ -89,16 +90,20 @@ def predict_unlabeled(
         return {}  # rank 0 writes the submission
     predicted = ~np.isnan(scores[offsets[:-1]])  # all or none of an impression's candidates
     metrics: dict = {}
+    ebnerd = EbnerdSubmission.of(datamodule.paths)  # EB-NeRD: predictions.zip, its own truth
     if predicted.all():
         ranks = ranks_from_scores(scores, offsets)
-        target = write_prediction(
-            out / "prediction.zip",
-            np.asarray(split.impression_id),
-            scores,
-            offsets,
-            progress=_progress(trainer),
-            ranks=ranks,
-        )
+        if ebnerd is not None:
+            target = ebnerd.write(out, ranks, offsets, progress=_progress(trainer))
+        else:
+            target = write_prediction(
+                out / "prediction.zip",
+                np.asarray(split.impression_id),
+                scores,
+                offsets,
+                progress=_progress(trainer),
+                ranks=ranks,
+            )
         print(f"leaderboard submission written to {target}", flush=True)
         metrics["prediction"] = str(target)
     elif trainer.fast_dev_run:  # a debug run predicts one batch: scored, but no submission
@@ -109,11 +114,15 @@ def predict_unlabeled(
     for callback in trainer.callbacks:  # the lists' beyond-accuracy metrics
         if isinstance(callback, BeyondAccuracyCallback | RadioCallback):
             metrics.update(callback.results)
-    truth = Path(datamodule.paths.test or "") / "truth.txt"
-    if datamodule.test_split == "test" and truth.is_file():
+    truth, labels = Path(datamodule.paths.test or "") / "truth.txt", None
+    if datamodule.test_split == "test" and ebnerd is not None:
+        labels = ebnerd.hidden_labels(offsets)  # python -m newsrec.evaluation.ebnerd_submission
+    elif datamodule.test_split == "test" and truth.is_file():
         # `python -m newsrec.evaluation.score truth.txt prediction.zip` gives the same figures.
+        labels = truth_labels(truth, np.asarray(split.impression_id), offsets)
+    if labels is not None:
         slicer = next((c for c in trainer.callbacks if isinstance(c, SliceCallback)), None)
-        metrics.update(_hidden_label_metrics(truth, split, scores, predicted, ranks, slicer))
+        metrics.update(_hidden_label_metrics(labels, split, scores, predicted, ranks, slicer))
     return metrics
 
 
@@ -123,18 +132,17 @@ def _progress(trainer: pl.Trainer) -> bool:
 
 
 def _hidden_label_metrics(
-    truth: Path,
+    labels: np.ndarray,
     split,
     scores: np.ndarray,
     predicted: np.ndarray,
     ranks: np.ndarray | None,
     slicer: SliceCallback | None = None,
 ) -> dict:
-    """Test metrics from truth.txt, scored from the ranks as the leaderboard scores a
+    """Test metrics from the hidden clicks `labels`, scored from the ranks as the leaderboard scores a
     submission (ties broken by candidate order); the oracle ranks by the true click
     probability. Only the `predicted` impressions count (all of them but in a debug run)."""
     offsets = np.asarray(split.candidate_offsets)
-    labels = truth_labels(truth, np.asarray(split.impression_id), offsets)
     if not predicted.all():  # fast_dev_run: keep the impressions it predicted
         keep = np.repeat(predicted, np.diff(offsets))
         offsets = np.concatenate([[0], np.cumsum(np.diff(offsets)[predicted])])

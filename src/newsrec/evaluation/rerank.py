@@ -282,7 +282,7 @@ def rerank_scores(module, batch: dict[str, Tensor], scores: Tensor) -> Tensor:
     reranker = getattr(module, "reranker", None)
     if reranker is None:
         return scores
-    context = context_of(module.recommender, module.table, module.news_vectors)
+    context = context_of(module.recommender, module.table, module.scorer.news_vectors)
     return reranker(scores, batch, context)
 
 

@@ -3,10 +3,14 @@
 A model is `NewsEncoder` + `UserEncoder` + click predictor, composed by config
 (conf/model/*.yaml, `_target_` + parameters). The Recommender and the engine rely on the
 capabilities declared here and on nothing else: a new encoder is one subclass plus one yaml
-file (README, "Add a model").
+file (README, "Add a model"). Each part's `forward` is the paper's padded computation; the
+other methods are what the engine (engine=fast) calls instead, each with a default that is
+right for any encoder, so a new encoder needs none of them.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from torch import Tensor, nn
 
@@ -32,9 +36,6 @@ class NewsEncoder(nn.Module):
     needs_user: bool = False
     #: True when the encoder reads the user's ID (an embedding of it: NPA)
     reads_user: bool = False
-    #: True when `forward` groups its rows by title length itself (the packed NRMS
-    #: encoder), so the engine does not split its input into length groups first
-    sorts_by_length: bool = False
     output_dim: int
 
     @classmethod
@@ -45,6 +46,22 @@ class NewsEncoder(nn.Module):
 
     def forward(self, news: dict[str, Tensor], user: Tensor | None = None) -> Tensor:
         raise NotImplementedError
+
+    def forward_packed(self, news: dict[str, Tensor], user: Tensor | None = None) -> Tensor:
+        """`forward` computed on the real words only (the engine's path); the default is
+        `forward` itself, right for encoders without word-level layers."""
+        return self.forward(news, user)
+
+    # -- user-dependent encoders (needs_user): the user-independent part once per news ------
+    def user_independent(self, news: dict[str, Tensor]) -> Any:
+        """The part of the vectors of news rows `news` that does not depend on the user
+        (NPA: the title CNN), computed once per distinct news. Default: the features."""
+        return news
+
+    def personalize(self, shared: Any, index: Tensor, user: Tensor) -> Tensor:
+        """Vectors [P, D] of P (news, user) pairs: news `index` [P] into the rows `shared`
+        was computed for (`user_independent`), users `user` [P]."""
+        return self.forward_packed({k: v[index] for k, v in shared.items()}, user)
 
     def set_news_table(self, table: dict[str, Tensor]) -> None:
         """The news table the encoder's rows will index from now on. Encoders that keep
@@ -92,13 +109,16 @@ class UserEncoder(nn.Module):
         """The encoder's computation; see `forward` for the arguments and shapes."""
         raise NotImplementedError
 
-    def news_inputs(self, vectors: Tensor) -> Tensor | None:
-        """The part of `encode` that reads one clicked news at a time, news vectors [n, D] ->
-        [n, D'], or None when there is none worth sharing. The engine then runs it once per
-        distinct news of a batch (training) or of a split (evaluation), not once per history
-        slot, and calls `encode_inputs` on the gathered results."""
-        return None
+    # -- the engine's path: the per-news part once per distinct news ------------------------
+    def news_inputs(self, vectors: Tensor) -> Tensor:
+        """The part of `encode` that reads one clicked news at a time: news vectors [n, D] ->
+        [n, D'] (NRMS: eq. 6's Q, K, V). The engine runs it once per distinct news of a
+        batch or of an evaluated split, not once per history slot. Default: the vectors."""
+        return vectors
 
-    def encode_inputs(self, inputs: Tensor, history_mask: Tensor) -> Tensor:
-        """`encode` from `news_inputs` gathered per history slot [B, N, D'] -> [B, D]."""
-        raise NotImplementedError
+    def encode_inputs(
+        self, inputs: Tensor, history_mask: Tensor, user: Tensor, candidates: Tensor | None = None
+    ) -> Tensor:
+        """`encode` from `news_inputs` gathered per history slot [B, N, D']. Default: `encode`
+        (its inputs are the news vectors)."""
+        return self.encode(inputs, history_mask, user, candidates)

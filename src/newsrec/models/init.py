@@ -4,7 +4,7 @@ PyTorch's defaults differ from Keras' (the framework of microsoft/recommenders, 
 code of NRMS, NPA, LSTUR, NAML): a Linear starts at U(+-1/sqrt(fan_in)) with a random bias
 where Keras uses glorot_uniform and zero biases, and an nn.Embedding at N(0, 1) where
 recommenders starts user-ID embeddings at zero. One function applies the scheme to a whole
-recommender, once, after it is built (`Recommender.from_config`):
+recommender, once, after it is built (`newsrec.models.factory.build_recommender`):
 
 | layer                                   | initial weights            | source                       |
 |-----------------------------------------|----------------------------|------------------------------|

@@ -4,8 +4,8 @@ Models differ only in the `Recommender` they compose (conf/model). This module h
 - the loss of the NRMS paper: softmax over the 1 + K candidates of a sample, negative
   log-likelihood of the clicked one (eq. 12-13);
 - the optimiser and learning-rate schedule of conf/optimizer and conf/scheduler;
-- evaluation: news vectors of the split once per evaluation (when the model allows it,
-  `newsrec.models.engine.EvaluationCache`), per-impression metrics gathered by global
+- evaluation: every batch scored by the one scorer (`newsrec.evaluation.scorer.Scorer`:
+  the split's vectors once, with the fast engine), per-impression metrics gathered by global
   impression id (`ImpressionMetrics`), and on a synthetic world the oracle beside them.
 
 What it needs from the data (the news table, the news rows each evaluation reads, whether
@@ -29,8 +29,8 @@ from newsrec.constants import METRICS
 from newsrec.data.info import DataInfo
 from newsrec.evaluation.metrics import ImpressionMetrics
 from newsrec.evaluation.rerank import rerank_scores
-from newsrec.models.engine import EvaluationCache
-from newsrec.models.recommender import Recommender
+from newsrec.evaluation.scorer import Scorer
+from newsrec.models.factory import build_recommender
 
 
 def _plain(config: DictConfig | dict | None) -> dict | None:
@@ -88,13 +88,13 @@ class NewsRecModule(pl.LightningModule):
             **data, word_embeddings=word_embeddings, entity_embeddings=entity_embeddings
         )
         parts = (news_encoder, user_encoder, click_predictor)
-        self.recommender = Recommender.build(*parts, info, engine=engine)
+        self.recommender = build_recommender(*parts, info, engine=engine)
         self.optimizer_config, self.scheduler_config = optimizer, scheduler
         self.name, self.seed = name, seed
         self.metrics = torch.nn.ModuleDict(
             {stage: ImpressionMetrics() for stage in ("val", "test", "val_oracle", "test_oracle")}
         )
-        self._cache: EvaluationCache | None = None
+        self.scorer: Scorer | None = None  # of the evaluation running, if one is
         self.eval_rows: dict[str, Tensor] = {}
         self.has_truth = False
         self._table_names: tuple[str, ...] = ()
@@ -109,9 +109,7 @@ class NewsRecModule(pl.LightningModule):
         self.extra = data.checkpoint_extra
 
     def set_news_table(self, table: dict[str, Tensor]) -> None:
-        # The table may carry more than NEWS_FEATURES (a PLM's plm_title, ...), and `row`, the
-        # row index, keys encoders that keep per-news work (the PLM's frozen layers).
-        table = {**table, "row": torch.arange(len(table["title"]))}
+        # The table may carry more than NEWS_FEATURES (a PLM's plm_title, `row`, ...).
         self._table_names = tuple(table)
         for name in self._table_names:
             # Not persistent: a checkpoint can be evaluated on another split's table.
@@ -166,27 +164,14 @@ class NewsRecModule(pl.LightningModule):
 
     # -- evaluation ---------------------------------------------------------------------------
     def _start_eval(self, stage: str) -> None:
-        self._cache = None
-        if self.recommender.cacheable:
-            rows = self.eval_rows.get(stage)  # only the news this stage reads
-            rows = rows.to(self.device) if rows is not None else None
-            # Epoch hooks run outside the steps' precision context (bf16 autocast): enter it.
-            with self.trainer.precision_plugin.forward_context():
-                self._cache = EvaluationCache(self.recommender, self.table, rows)
-
-    @property
-    def news_vectors(self) -> Tensor | None:
-        """This evaluation's news vectors [num_news, D]; None outside one, or for NPA."""
-        return None if self._cache is None else self._cache.news_vectors
-
-    def score(self, batch: dict[str, Tensor]) -> Tensor:
-        """Scores [B, C] of an evaluation batch, by the fast path where the model allows it."""
-        if self._cache is None:
-            return self.recommender.exact_scores(batch, self.table)
-        return self._cache.scores(batch)
+        rows = self.eval_rows.get(stage)  # only the news this stage reads
+        rows = rows.to(self.device) if rows is not None else None
+        # Epoch hooks run outside the steps' precision context (bf16 autocast): enter it.
+        with self.trainer.precision_plugin.forward_context():
+            self.scorer = Scorer(self.recommender, self.table, rows)
 
     def _eval_step(self, batch: dict[str, Tensor], stage: str) -> Tensor:
-        scores = self.score(batch).float()
+        scores = self.scorer.scores(batch).float()
         if stage == "test":  # re-ranked before lists are cut (conf/rerank; eval.py sets it)
             scores = rerank_scores(self, batch, scores)
         self.metrics[stage].update(scores, batch["labels"], batch["impression"])
@@ -197,7 +182,7 @@ class NewsRecModule(pl.LightningModule):
         return scores
 
     def _end_eval(self, stage: str) -> None:
-        self._cache = None
+        self.scorer = None
         results = self.metrics[stage].compute()
         values = {f"{stage}/{name}": results[name] for name in METRICS}
         oracle = self.metrics[f"{stage}_oracle"]
@@ -237,9 +222,9 @@ class NewsRecModule(pl.LightningModule):
         """Scores for a split without labels: what the leaderboard submission is made of."""
         return {
             "impression": batch["impression"].cpu(),
-            "scores": rerank_scores(self, batch, self.score(batch).float()).cpu(),
+            "scores": rerank_scores(self, batch, self.scorer.scores(batch).float()).cpu(),
             "mask": batch["candidate_mask"].cpu(),
         }
 
     def on_predict_epoch_end(self) -> None:
-        self._cache = None  # the split's news vectors: ~1 GiB at MIND-large's 130k news
+        self.scorer = None  # the split's news vectors: ~1 GiB at MIND-large's 130k news

@@ -15,11 +15,12 @@ from torch import Tensor, nn
 
 from newsrec.data.info import DataInfo, NewsInputs
 from newsrec.models.base import NewsEncoder
-from newsrec.models.engine.packing import encode_titles_packed
+from newsrec.models.engine.packing import Packed, unsort
 from newsrec.models.layers import (
     AdditiveAttention,
     Dropout,
     KnowledgeAwareCNN,
+    MeanPooling,
     MultiHeadSelfAttention,
     PersonalizedAttention,
     WordCNN,
@@ -27,6 +28,12 @@ from newsrec.models.layers import (
     masked_mean,
     pooling_layer,
 )
+
+
+def packed_words(embedding: WordEmbedding, words: Tensor) -> tuple[Packed, Tensor]:
+    """Word ids [n, L] as their real words only: (Packed, embedded words [T, word_dim])."""
+    packed = Packed(words != 0)
+    return packed, embedding(words.reshape(-1)[packed.index])
 
 
 class SelfAttentionNewsEncoder(NewsEncoder):
@@ -60,14 +67,19 @@ class SelfAttentionNewsEncoder(NewsEncoder):
         self.pooling = pooling_layer(pooling, dim, query_dim)
         self.output_dim = dim
 
-    @property
-    def sorts_by_length(self) -> bool:
-        return self.pack  # the packed path sorts its titles by length
-
     def forward(self, news: dict[str, Tensor], user: Tensor | None = None) -> Tensor:
-        if self.pack:  # the same function on the real words only (engine/packing.py)
-            return encode_titles_packed(self, news["title"])
         return self.attend_words(news["title"])[0]
+
+    def forward_packed(self, news: dict[str, Tensor], user: Tensor | None = None) -> Tensor:
+        """`forward` on the real words only: titles sorted by length and packed, so the
+        embedding, dropout and every projection see real words only, and self-attention
+        pads groups of similar length. A third or less of the padded work."""
+        title = news["title"]
+        packed, order = Packed.sorted(title != 0, rows_per_group=256)
+        x = self.embedding(title[order].reshape(-1)[packed.index])  # [T, word_dim]
+        if self.self_attention is not None:
+            x = self.dropout(self.self_attention.packed(x, packed))  # eq. 1-2: [T, h * hd]
+        return unsort(self.pooling.packed(x, packed)[0], order)  # eq. 3-5: [n, output_dim]
 
     def attend_words(self, title: Tensor) -> tuple[Tensor, Tensor]:
         """Titles [n, L] -> news vectors [n, output_dim], word weights [n, L] (eq. 1-5)."""
@@ -116,7 +128,17 @@ class CNNNewsEncoder(NewsEncoder):
         return NewsInputs(features=("title", *topics))
 
     def forward(self, news: dict[str, Tensor], user: Tensor | None = None) -> Tensor:
-        r = self.attend_words(news["title"])[0]  # [n, filters]
+        return self.with_topics(self.attend_words(news["title"])[0], news)  # [n, output_dim]
+
+    def forward_packed(self, news: dict[str, Tensor], user: Tensor | None = None) -> Tensor:
+        """`forward` on the real words only: the convolution's windows and the attention
+        scores are computed at real words, none at padding."""
+        packed, x = packed_words(self.embedding, news["title"])  # [T, word_dim]
+        r = self.pooling.packed(self.cnn.packed(x, packed), packed)[0]  # [n, filters]
+        return self.with_topics(r, news)
+
+    def with_topics(self, r: Tensor, news: dict[str, Tensor]) -> Tensor:
+        """LSTUR's e = [e_t; e_v; e_sv]: the title vector with its topic embeddings."""
         if self.topic is None:
             return r
         return torch.cat([r, self.topic(news["category"]), self.subtopic(news["subcategory"])], -1)
@@ -161,12 +183,32 @@ class PersonalizedNewsEncoder(NewsEncoder):
         self.output_dim = filters
 
     def forward(self, news: dict[str, Tensor], user: Tensor | None = None) -> Tensor:
-        if user is None:
-            raise ValueError("NPA's news encoder needs the user of every news row (needs_user)")
         title = news["title"]  # [n, L]
         mask = title != 0
         x = self.cnn(self.embedding(title), mask)  # [n, L, filters]
-        return self.attention(x, mask, self.user_embedding(user))[0]  # [n, filters]
+        return self.attention(x, mask, self.user_embedding(_user(user)))[0]  # [n, filters]
+
+    def forward_packed(self, news: dict[str, Tensor], user: Tensor | None = None) -> Tensor:
+        index = torch.arange(len(news["title"]), device=news["title"].device)
+        return self.personalize(self.user_independent(news), index, _user(user))
+
+    def user_independent(self, news: dict[str, Tensor]) -> tuple[Packed, Tensor]:
+        """The title CNN over the real words, once per news: (Packed, states [T, filters])."""
+        packed, x = packed_words(self.embedding, news["title"])
+        return packed, self.cnn.packed(x, packed)
+
+    def personalize(self, shared: tuple[Packed, Tensor], index: Tensor, user: Tensor) -> Tensor:
+        """Each (news, user) pair's personalized attention over the news' CNN states."""
+        packed, states = shared
+        pairs, items = packed.take_rows(index)  # the pairs' words, as rows of their own
+        key = self.attention.user_key(self.user_embedding(user))  # [P, filters]
+        return self.attention.packed(states.index_select(0, items), pairs, key)
+
+
+def _user(user: Tensor | None) -> Tensor:
+    if user is None:
+        raise ValueError("NPA's news encoder needs the user of every news row (needs_user)")
+    return user
 
 
 class MultiViewNewsEncoder(NewsEncoder):
@@ -220,18 +262,28 @@ class MultiViewNewsEncoder(NewsEncoder):
         return NewsInputs(features=tuple(views))
 
     def forward(self, news: dict[str, Tensor], user: Tensor | None = None) -> Tensor:
-        vectors = []
-        for view in self.views:
-            if view in self.text:
-                words = news[view]  # [n, L]
-                mask = words != 0
-                x = self.text[view](self.embedding(words), mask)  # [n, L, filters]
-                vectors.append(self.text_pooling[view](x, mask)[0])
-            else:
-                vectors.append(self.category_dense[view](self.category[view](news[view])))
+        return self.mix([self.view_vector(view, news[view], False) for view in self.views])
+
+    def forward_packed(self, news: dict[str, Tensor], user: Tensor | None = None) -> Tensor:
+        """`forward` with each text view on its real words only (abstracts: ~50 slots)."""
+        return self.mix([self.view_vector(view, news[view], True) for view in self.views])
+
+    def view_vector(self, view: str, features: Tensor, packed: bool) -> Tensor:
+        """One view's vector [n, filters]: CNN + attention over a text, or a dense category."""
+        if view not in self.text:
+            return self.category_dense[view](self.category[view](features))
+        if packed:
+            words, x = packed_words(self.embedding, features)
+            return self.text_pooling[view].packed(self.text[view].packed(x, words), words)[0]
+        mask = features != 0  # [n, L]
+        x = self.text[view](self.embedding(features), mask)  # [n, L, filters]
+        return self.text_pooling[view](x, mask)[0]
+
+    def mix(self, vectors: list[Tensor]) -> Tensor:
+        """View-level additive attention over the view vectors -> [n, filters]."""
         v = torch.stack(vectors, dim=1)  # [n, views, filters]
         all_views = torch.ones(v.shape[:2], dtype=torch.bool, device=v.device)
-        return self.view_attention(v, all_views)[0]  # [n, filters]
+        return self.view_attention(v, all_views)[0]
 
 
 class KnowledgeAwareNewsEncoder(NewsEncoder):
@@ -273,6 +325,11 @@ class KnowledgeAwareNewsEncoder(NewsEncoder):
         words = self.embedding(title)  # [n, L, word_dim]
         return self.kcnn(words, self.entity_embedding(entities), title != 0, entities != 0)
 
+    def forward_packed(self, news: dict[str, Tensor], user: Tensor | None = None) -> Tensor:
+        packed, words = packed_words(self.embedding, news["title"])  # [T, word_dim]
+        entities = news["title_entities"].reshape(-1)[packed.index]  # each word's entity
+        return self.kcnn.packed(words, self.entity_embedding(entities), entities != 0, packed)
+
 
 class BagOfWordsNewsEncoder(NewsEncoder):
     """News vector for the GRU baseline (Okura et al., 2017): mean word embedding -> dense, tanh.
@@ -294,3 +351,8 @@ class BagOfWordsNewsEncoder(NewsEncoder):
         title = news["title"]  # [n, L]
         x = masked_mean(self.embedding(title), title != 0)  # [n, word_dim]
         return torch.tanh(self.dense(x))  # [n, dim]
+
+    def forward_packed(self, news: dict[str, Tensor], user: Tensor | None = None) -> Tensor:
+        packed, x = packed_words(self.embedding, news["title"])  # [T, word_dim]
+        mean = packed.pool(x, MeanPooling.weights(packed.mask, x.dtype))  # [n, word_dim]
+        return torch.tanh(self.dense(mean))

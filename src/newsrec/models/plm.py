@@ -12,7 +12,8 @@ training step then runs only the trainable top layers, on the batch's distinct n
 Recommender de-duplicates them). With `train_layers=0` every news is reduced to cached final
 token states and a step costs only pooling, projection and the user encoder. The frozen
 layers always run in eval mode (no dropout), so the cached path is the same function as the
-uncached one (`cache_frozen=False`, tested equal).
+uncached one (engine=plain computes them at every step; tested equal). The cache is the
+encoder's fast path (`FastPath`), switched on by the engine.
 
 Interface: the news-encoder contract (`newsrec.models.base.NewsEncoder`). It reads the news
 table's `plm_title`, `plm_title_mask` and `row` (the row index, which keys the cache).
@@ -31,7 +32,7 @@ from torch.utils.checkpoint import checkpoint
 
 from newsrec.data.info import DataInfo, NewsInputs
 from newsrec.models.base import NewsEncoder
-from newsrec.models.layers import AdditiveAttention, Dropout
+from newsrec.models.layers import AdditiveAttention, Dropout, FastPath
 
 log = logging.getLogger(__name__)
 LAYER_LISTS = ("encoder.layer", "transformer.layer", "layers")
@@ -110,7 +111,7 @@ class FrozenStateCache:
         return self.states[rows, :length].float()  # computed on in float32 (or autocast)
 
 
-class PLMNewsEncoder(NewsEncoder):
+class PLMNewsEncoder(NewsEncoder, FastPath):
     """PLM-NR news encoder; see the module docstring."""
 
     needs_user = False
@@ -127,7 +128,6 @@ class PLMNewsEncoder(NewsEncoder):
         max_len: int = 30,  # tokens per news, special tokens included (preprocessing's)
         fields: tuple[str, ...] = ("title",),  # the text tokenised: title [+ abstract]
         topic_dim: int = 0,  # > 0: concatenate category and subcategory embeddings (LSTUR)
-        cache_frozen: bool = True,  # False: run the frozen layers at every step (reference)
         cache_dtype: str = "float32",  # 'bfloat16' halves the cache's memory (GPU)
         gradient_checkpointing: bool = False,  # recompute the trainable layers in backward
     ) -> None:
@@ -158,7 +158,6 @@ class PLMNewsEncoder(NewsEncoder):
         self.attention = AdditiveAttention(hidden, query_dim) if pooling == "additive" else None
         self.dropout = Dropout(dropout)  # the engine gives it the cheap CPU mask
         self.projection = nn.Linear(hidden, dim)
-        self.cache_frozen = cache_frozen and bool(self.frozen)
         self.cache = FrozenStateCache(data.num_news, getattr(torch, cache_dtype))
         self.first_token_only = pooling == "first" and train_layers == 0
         self.gradient_checkpointing = gradient_checkpointing
@@ -190,6 +189,11 @@ class PLMNewsEncoder(NewsEncoder):
             max_len=max_len,
             token_fields=tuple(fields),
         )
+
+    @property
+    def caches_frozen(self) -> bool:
+        """The frozen layers' output kept per news: the fast path, when there are frozen layers."""
+        return self.fast and bool(self.frozen)
 
     def train(self, mode: bool = True) -> PLMNewsEncoder:
         super().train(mode)
@@ -244,11 +248,11 @@ class PLMNewsEncoder(NewsEncoder):
         # The padding news (row 0) has no token: let it attend to its first position, so it
         # gets a finite vector (masked out downstream) instead of a softmax over nothing.
         mask[:, 0] = True
-        if self.cache_frozen and self.first_token_only:
+        if self.caches_frozen and self.first_token_only:
             # Frozen PLM + [CLS] pooling: a news is one cached vector, not L token states.
             h = self.cache.get(news["row"], ids, mask, lambda i, m: self.frozen_states(i, m)[:, :1])
             return h, mask[:, :1]
-        if self.cache_frozen:
+        if self.caches_frozen:
             h = self.cache.get(news["row"], ids, mask, self.frozen_states)
         elif self.frozen:
             h = self.frozen_states(ids, mask)

@@ -1,38 +1,41 @@
-"""A recommender is a news encoder, a user encoder and a click predictor, chosen by config.
+"""A recommender is a news encoder, a user encoder and a click predictor (NRMS, section 3).
 
-Training encodes each distinct news of a batch once (`torch.unique` + gather): a batch of
-64 samples names ~3,500 news slots but far fewer distinct news. Evaluation goes through
-the engine's cache (`newsrec.models.engine.EvaluationCache`) where the model allows it
-(`cacheable`), else through `exact_scores`, right for every model.
+`Recommender.forward` is the paper: encode the clicked and the candidate news, encode the
+user, score each candidate (eq. 11). With engine=fast the same function is computed with less
+work by an engine object handed over at construction (`newsrec.models.factory`); the
+recommender calls it through the three methods of `Engine` and knows nothing else of it.
 """
 
 from __future__ import annotations
 
-import hydra
+from typing import Any, Protocol
+
 import torch
 from torch import Tensor, nn
 
-from newsrec.data.info import DataInfo
 from newsrec.models.base import NewsEncoder, UserEncoder
-from newsrec.models.engine import encode_rows, news_features, use_fast_kernels
-from newsrec.models.engine.packing import bucket, length_groups, unsort, used_columns
-from newsrec.models.init import init_weights
 
 
-def take(rows: Tensor, index: Tensor) -> Tensor:
-    """rows[index] -> [*index.shape, D] for rows [U, D]: as indexing, but its backward adds
-    the gradients up 4-5x faster on CPU (index_select's, not index_put's)."""
-    return rows.index_select(0, index.reshape(-1)).view(*index.shape, rows.shape[-1])
+class Engine(Protocol):
+    """What the recommender asks of an engine: its own functions, computed with less work."""
+
+    def forward(self, model: Recommender, batch: dict[str, Tensor], table: dict) -> Tensor:
+        """`Recommender.forward`."""
+
+    def encode_news(
+        self, model: Recommender, table: dict, rows: Tensor, user: Tensor | None
+    ) -> Tensor:
+        """`Recommender.encode_news`."""
+
+    def cache(self, model: Recommender, table: dict, rows: Tensor | None) -> Any:
+        """An evaluation's vectors computed once (`newsrec.evaluation.scorer` scores with it)."""
 
 
 class Recommender(nn.Module):
     """News encoder + user encoder + click predictor (models/base.py says what each declares).
 
-    By default each Dropout and self-attention layer gets the engine's kernel for the device
-    the model is on (engine/kernels.py), picked when the model is built and again whenever
-    it is moved (`_apply`: `.to()`, `.cuda()`, ...), never per step. `fast=False` keeps the
-    layers' plain computations. (The NRMS title encoder's packing is its own construction
-    flag, `pack`.)
+    `engine`: None computes every function as the papers write it, padded; an `Engine`
+    computes the same functions faster (tests/test_scoring.py checks them equal).
     """
 
     def __init__(
@@ -40,7 +43,7 @@ class Recommender(nn.Module):
         news_encoder: NewsEncoder,
         user_encoder: UserEncoder,
         click_predictor: nn.Module,
-        fast: bool = True,
+        engine: Engine | None = None,
     ):
         super().__init__()
         for part, base in ((news_encoder, NewsEncoder), (user_encoder, UserEncoder)):
@@ -54,39 +57,12 @@ class Recommender(nn.Module):
         self.click_predictor = click_predictor
         self.needs_user = news_encoder.needs_user
         self.candidate_aware = user_encoder.candidate_aware
-        self.fast = fast
-        self.dedup = True  # False encodes every news slot (the benchmark's reference)
         # A user with no clicks gets a zero user vector from most encoders, so every candidate
         # of the impression would tie. This learned vector is added to the user vector where
         # the history is empty (LSTUR keeps its long-term vector beside it). It starts at zero
         # and learns from the training impressions with empty histories what such users click.
         self.empty_history = nn.Parameter(torch.zeros(news_encoder.output_dim))
-        self._use_kernels()
-
-    @classmethod
-    def build(
-        cls,
-        news_encoder: dict,
-        user_encoder: dict,
-        click_predictor: dict,
-        data: DataInfo,
-        engine: str = "fast",
-    ) -> Recommender:
-        """The three parts of a model config (conf/model/<name>.yaml, `_partial_`) for `data`."""
-        news = hydra.utils.instantiate(news_encoder)(data=data)
-        user = hydra.utils.instantiate(user_encoder)(data=data, news_dim=news.output_dim)
-        predictor = hydra.utils.instantiate(click_predictor)(dim=news.output_dim)
-        return init_weights(cls(news, user, predictor, fast=engine == "fast"))  # models/init.py
-
-    def _use_kernels(self) -> None:
-        device = next(self.parameters(), torch.empty(0)).device
-        use_fast_kernels(self, device, self.fast)
-
-    def _apply(self, fn, recurse: bool = True):
-        # .to() / .cuda() / .cpu() all end here: the kernels follow the new device.
-        module = super()._apply(fn, recurse)
-        self._use_kernels()
-        return module
+        self.engine = engine
 
     @property
     def inputs(self) -> tuple[str, ...]:
@@ -95,121 +71,61 @@ class Recommender(nn.Module):
         reads_user = self.news_encoder.reads_user or self.user_encoder.reads_user
         return (*self.news_encoder.features, *(("user",) if reads_user else ()))
 
-    @property
-    def cacheable(self) -> bool:
-        """Whether news vectors can be computed once for everyone (not for NPA)."""
-        return not self.needs_user
+    # -- the paper ------------------------------------------------------------------------
+    def forward(self, batch: dict[str, Tensor], table: dict[str, Tensor]) -> Tensor:
+        """Click logits [B, C] of each row's candidates given its history (training batches,
+        or evaluation batches with one history per impression)."""
+        if self.engine is not None:  # the same function, with less work
+            return self.engine.forward(self, batch, table)
+        user = batch["user"]
+        clicked = self.encode_news(table, batch["history"], user)  # r_i: [B, N, D]
+        candidates = self.encode_news(table, batch["candidates"], user)  # r_c: [B, C, D]
+        u = self.encode_user(clicked, batch["history_mask"], user, candidates)  # [B, D]
+        return self.click_predictor(u, candidates)  # eq. 11: y_c = u^T r_c, [B, C]
 
-    # -- news ---------------------------------------------------------------------------------
     def encode_news(
         self, table: dict[str, Tensor], rows: Tensor, user: Tensor | None = None
     ) -> Tensor:
-        """Vectors of news `rows` (any shape) -> [*rows.shape, D], each distinct one encoded once.
-
-        For a user-dependent news encoder the distinct unit is the (user, news) pair; `user`
-        then has the shape of `rows`.
-        """
+        """News vectors [*rows.shape, D] of news-table rows `rows` [B, ...]; for a news
+        encoder that reads the user (NPA), `user` [B] is the reader of each row of `rows`."""
+        if self.engine is not None:
+            return self.engine.encode_news(self, table, rows, user)
         if self.needs_user and user is None:
             raise ValueError("this news encoder needs the user of each news (needs_user)")
-        if not self.dedup:
-            users = user.reshape(-1) if self.needs_user else None
-            features = news_features(table, rows.reshape(-1), self.news_encoder.features)
-            return self.news_encoder(features, user=users).view(*rows.shape, -1)
-        vectors, inverse = self.encode_distinct(table, rows, user)
-        return take(vectors, inverse)
+        readers = (
+            user.view(-1, *[1] * (rows.dim() - 1)).expand_as(rows) if self.needs_user else None
+        )
+        news = {name: table[name][rows.reshape(-1)] for name in self.news_encoder.features}
+        flat = None if readers is None else readers.reshape(-1)
+        return self.news_encoder(news, flat).view(*rows.shape, -1)
 
-    def encode_distinct(
-        self, table: dict[str, Tensor], rows: Tensor, user: Tensor | None = None
-    ) -> tuple[Tensor, Tensor]:
-        """The distinct news of `rows` encoded once -> (vectors [U, D], index of each of
-        `rows` into them, shaped like `rows`); see `encode_news`."""
-        flat = rows.reshape(-1)
-        if self.needs_user:
-            num_news = table["title"].shape[0]
-            unique, inverse = torch.unique(user.reshape(-1) * num_news + flat, return_inverse=True)
-            news_rows, users = unique % num_news, unique // num_news
+    def encode_user(
+        self,
+        clicked: Tensor,
+        history_mask: Tensor,
+        user: Tensor,
+        candidates: Tensor | None = None,
+        prepared: bool = False,
+    ) -> Tensor:
+        """u [B, D] ([B, C, D] for a candidate-aware encoder) from the clicked news' vectors
+        [B, N, D] (or, `prepared`, the user encoder's `news_inputs` of them), with the learned
+        fallback added where the history is empty: the one place it is added."""
+        encoder, aware = self.user_encoder, candidates if self.candidate_aware else None
+        if prepared:
+            u = encoder.encode_inputs(clicked, history_mask, user, aware)
         else:
-            unique, inverse = torch.unique(flat, return_inverse=True)
-            news_rows, users = unique, None
-        # The distinct news are padded with row 0 (the empty news) to a bucketed count, so a
-        # run sees a few batch shapes, not a new one every step (engine/packing.py, bucket).
-        extra = bucket(len(news_rows)) - len(news_rows)
-        if extra:
-            news_rows = torch.cat([news_rows, news_rows.new_zeros(extra)])
-            users = None if users is None else torch.cat([users, users.new_zeros(extra)])
-        vectors = encode_rows(self.news_encoder, table, news_rows, users)  # [U + extra, D]
-        return vectors, inverse.view(rows.shape)
-
-    # -- scoring ------------------------------------------------------------------------------
-    def forward(self, batch: dict[str, Tensor], table: dict[str, Tensor]) -> Tensor:
-        """Click logits [B, C] for a batch with one history per row (training, exact scoring)."""
-        history, candidates, user = batch["history"], batch["candidates"], batch["user"]
-        n, mask = history.shape[1], batch["history_mask"]
-        rows = torch.cat([history, candidates], dim=1)  # one unique over both: they overlap
-        users = user[:, None].expand_as(rows) if self.needs_user else None
-        if not self.dedup:
-            vectors = self.encode_news(table, rows, users)  # [B, N + C, D]
-            return self.click_scores(vectors[:, :n], mask, user, vectors[:, n:])
-        vectors, index = self.encode_distinct(table, rows, users)  # [U, D], [B, N + C]
-        inputs = None if self.candidate_aware else self.user_encoder.news_inputs(vectors)
-        if inputs is None:
-            clicked, shown = take(vectors, index[:, :n]), take(vectors, index[:, n:])
-            return self.click_scores(clicked, mask, user, shown)
-        # The user encoder's per-news work (NRMS: eq. 6's Q, K, V) once per distinct news.
-        u = self.users_from_inputs(inputs, index[:, :n], mask)
-        u = u + self.empty_history_term(mask)  # as user_vector
-        return self.click_predictor(u, take(vectors, index[:, n:]))  # eq. 11
-
-    def users_from_inputs(
-        self, inputs: Tensor, history: Tensor, mask: Tensor, groups: int = 2, min_rows: int = 16
-    ) -> Tensor:
-        """User vectors [B, D] from the per-news inputs [U, D'] of histories `history` [B, N]
-        (indices into them; mask [B, N]), in `groups` groups of similar history length, each
-        cut to its longest: about half of a training batch's 50 history slots are padding
-        (MIND's median history is ~19 clicks), and self-attention costs the square of the
-        width. Batches of fewer than `groups * min_rows` histories take one call."""
-        encode = self.user_encoder.encode_inputs
-        if len(history) < groups * min_rows:
-            return encode(take(inputs, history), mask)
-        order, parts = length_groups(mask.sum(1), groups=groups)
-        users = []
-        for part in parts:
-            part_mask = mask[part]
-            # Widths rounded up to a multiple of 8 (at most 7 per group over a run): in bf16 on
-            # CPU every new shape costs a cached oneDNN primitive (engine/packing.py, bucket).
-            cut = used_columns(part_mask, step=8)
-            users.append(encode(take(inputs, history[part][:, cut]), part_mask[:, cut]))
-        return unsort(torch.cat(users), order)
-
-    def click_scores(
-        self, history: Tensor, history_mask: Tensor, user: Tensor, candidates: Tensor
-    ) -> Tensor:
-        """Logits [B, C] from clicked-news vectors [B, N, D] and candidate vectors [B, C, D]."""
-        u = self.user_vector(history, history_mask, user, candidates)  # [B, D] or [B, C, D]
-        return self.click_predictor(u, candidates)  # NRMS eq. 11: y = u^T r_c, [B, C]
-
-    def user_vector(
-        self, history: Tensor, history_mask: Tensor, user: Tensor, candidates: Tensor | None = None
-    ) -> Tensor:
-        """u [B, D] ([B, C, D] for a candidate-aware encoder), the empty-history fallback added."""
-        aware = candidates if self.candidate_aware else None
-        u = self.user_encoder(history, history_mask, user, aware)
-        fallback = self.empty_history_term(history_mask)  # [B, D]
+            u = encoder(clicked, history_mask, user, aware)
+        empty = ~history_mask.any(-1, keepdim=True)  # [B, 1]
+        fallback = empty.to(self.empty_history.dtype) * self.empty_history  # [B, D]
         return u + (fallback.unsqueeze(1) if u.dim() == 3 else fallback)
 
-    def empty_history_term(self, history_mask: Tensor) -> Tensor:
-        """[B, D]: the learned fallback where a history is empty, zeros elsewhere."""
-        empty = ~history_mask.any(-1, keepdim=True)  # [B, 1]
-        return empty.to(self.empty_history.dtype) * self.empty_history
-
-    def exact_scores(
+    # -- evaluation ---------------------------------------------------------------------------
+    def score_impressions(
         self, batch: dict[str, Tensor], table: dict[str, Tensor], max_pairs: int = 16_384
     ) -> Tensor:
-        """Scores of an evaluation batch (histories shared through `owner`), right for any model.
-
-        Impressions go through the full model a few at a time (at most `max_pairs` news slots):
-        NPA encodes every (user, news) pair, and an evaluation batch can hold 300 candidates.
-        """
+        """Scores [B, C] of an evaluation batch (histories shared through `owner`) by the full
+        model, a few impressions at a time (at most `max_pairs` news slots): right for every
+        model, the reference the evaluation cache is tested against."""
         owner = batch["owner"]
         b, c = batch["candidates"].shape
         step = max(1, max_pairs // (batch["history"].shape[1] + c))

@@ -71,13 +71,17 @@ class SelfAttentionUserEncoder(UserEncoder):
         return self.pooling(x, history_mask)[0]  # eq. 8-10: [B, D]
 
     # Eq. 6's Q, K and V project each clicked news on its own: once per distinct news.
-    def news_inputs(self, vectors: Tensor) -> Tensor | None:
+    def news_inputs(self, vectors: Tensor) -> Tensor:
         if self.self_attention is None:
-            return None
+            return vectors
         return self.self_attention.qkv(vectors)  # [n, 3D]
 
-    def encode_inputs(self, inputs: Tensor, history_mask: Tensor) -> Tensor:
-        x = self.self_attention.attend(inputs, history_mask)  # eq. 6-7 from Q, K, V
+    def encode_inputs(
+        self, inputs: Tensor, history_mask: Tensor, user: Tensor, candidates: Tensor | None = None
+    ) -> Tensor:
+        x = inputs
+        if self.self_attention is not None:
+            x = self.self_attention.attend(inputs, history_mask)  # eq. 6-7 from Q, K, V
         return self.pooling(x, history_mask)[0]  # eq. 8-10
 
 

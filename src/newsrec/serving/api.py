@@ -33,10 +33,10 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import torch
 from omegaconf import DictConfig
 
+from newsrec.data.info import news_table_tensors
 from newsrec.data.preprocess import PreprocessConfig, Vocabulary, _news_table
 from newsrec.evaluation.rerank import build_reranker, context_of
 from newsrec.models.module import NewsRecModule
@@ -62,10 +62,7 @@ def _table_from_news_files(
     fields = ("title_len", "abstract_len", "history_len")
     config = PreprocessConfig(**{k: saved[k] for k in fields if k in saved})
     ids, table, _, _ = _news_table(news, config, Vocabulary(**checkpoint_extra["vocab"]))
-    return {k: torch.from_numpy(np.asarray(v, dtype=np.int64)) for k, v in table.items()}, [
-        "",
-        *ids,
-    ]
+    return news_table_tensors(table), ["", *ids]
 
 
 def _table_from_data(

@@ -1,8 +1,8 @@
 """Ranking with a trained recommender: an impression's candidates, or the whole news table.
 
-`Ranker` holds a recommender with its news table and, where the model allows it, every news
-vector computed once; `recommend.py` and the Python API (`newsrec.load`) both rank through
-it, with the scores evaluation computes (`EvaluationCache.scores` / `Recommender.exact_scores`).
+`Ranker` is the evaluation's scorer (`newsrec.evaluation.scorer.Scorer`: the scores eval.py
+computes) that can also rank the whole news table; `recommend.py` and the Python API
+(`newsrec.load`) both rank through it.
 
 pool=all ranks every news of the table for each history: user vectors [H, D] times all news
 vectors [N, D]^T, a few hundred users at a time so that memory stays bounded (one [h, N]
@@ -21,8 +21,8 @@ import torch
 from torch import Tensor
 
 from newsrec.data.info import SplitPaths
+from newsrec.evaluation.scorer import Scorer
 from newsrec.models.click_predictors import DotProduct
-from newsrec.models.engine.evaluation import EvaluationCache
 from newsrec.models.recommender import Recommender
 
 
@@ -36,6 +36,10 @@ def news_ids(paths: SplitPaths) -> list[str]:
     Preprocessing numbers news by first appearance over train, dev, test news.tsv (blank
     lines skipped, a repeated id keeps its first row); only the id column is read here.
     """
+    if paths.layout == "ebnerd":  # EB-NeRD: the article ids, in news-table order
+        from newsrec.data.ebnerd.reader import read_articles
+
+        return ["", *map(str, read_articles(paths.articles).ids.tolist())]
     rows: dict[str, None] = {}
     for folder in (paths.train, paths.dev, paths.test):
         if folder is None:
@@ -50,6 +54,8 @@ def news_ids(paths: SplitPaths) -> list[str]:
 
 def pool_all_problem(recommender: Recommender) -> str | None:
     """Why this model cannot rank the whole news table (pool=all), or None if it can."""
+    if recommender.engine is None:
+        return "with model.engine=plain it keeps no news vectors to rank by"
     if recommender.needs_user:
         return "its news vectors depend on the user (NPA's personalized attention)"
     if recommender.candidate_aware:
@@ -102,39 +108,16 @@ def top_k_lowest_row_on_ties(scores: Tensor, k: int) -> tuple[Tensor, Tensor]:
     return values, index.gather(1, order)
 
 
-class Ranker:
-    """A recommender, its news table and (when cacheable) every news vector, for ranking.
-
-    `rows` restricts the news vectors to the rows a split reads, as evaluation does (the
-    same chunks, hence the same floats as eval.py); pool=all needs them all (rows=None).
-    """
+class Ranker(Scorer):
+    """The scorer of a recommender in eval mode over its news table, that also ranks the whole
+    table (pool=all). `rows` restricts the news vectors to the rows a split reads, as
+    evaluation does (the same chunks, hence the same floats as eval.py); pool=all needs them
+    all (rows=None)."""
 
     def __init__(
         self, recommender: Recommender, table: dict[str, Tensor], rows: Tensor | None = None
     ) -> None:
-        self.recommender = recommender.eval()
-        self.table = table
-        self.cache: EvaluationCache | None = None
-        if recommender.cacheable:
-            with torch.no_grad():
-                self.cache = EvaluationCache(recommender, table, rows)
-
-    @property
-    def news_vectors(self) -> Tensor | None:
-        """Every news vector [num_news, D] (None for a user-dependent news encoder, NPA)."""
-        return None if self.cache is None else self.cache.news_vectors
-
-    @torch.no_grad()
-    def scores(self, batch: dict[str, Tensor]) -> Tensor:
-        """Scores [B, C] of an evaluation batch: what eval.py computes for it."""
-        if self.cache is None:
-            return self.recommender.exact_scores(batch, self.table).float()
-        return self.cache.scores(batch).float()
-
-    @torch.no_grad()
-    def user_vectors(self, batch: dict[str, Tensor]) -> Tensor:
-        """User vectors [H, D] of a batch's distinct histories (not for DKN)."""
-        return self.cache.user_vectors(batch)
+        super().__init__(recommender.eval(), table, rows)
 
     @torch.no_grad()
     def top_k_all(

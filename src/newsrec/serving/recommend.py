@@ -202,9 +202,7 @@ def _rank_split(
             history = batch["history"] * batch["history_mask"]
             pool_rows = ranked["candidates"] if pool == "impression" else everything
             radio.update(top, batch["impression"], history[batch["owner"]], pool_rows)
-            vectors = None
-            if ranker.news_vectors is not None:
-                vectors = ranker.news_vectors[top.clamp(min=0)]
+            vectors = ranker.list_vectors(batch, top)
             metric.update(top, batch["impression"], ranker.table["category"], information, vectors)
             at = np.asarray([position[int(i)] for i in batch["impression"].tolist()])
             lists[at, : top.shape[1]] = top.cpu().numpy()

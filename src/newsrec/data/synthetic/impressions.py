@@ -6,12 +6,11 @@ p = sigmoid(click_bias + user_bias + taste_scale * taste(t) . latent
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
 from newsrec.data.ragged import lengths_to_offsets
 from newsrec.data.synthetic.config import DAY, DEDUP_ROUNDS, HOUR
+from newsrec.data.synthetic.state import World
 from newsrec.data.synthetic.streams import (
     alias_draw,
     alias_table,
@@ -19,9 +18,6 @@ from newsrec.data.synthetic.streams import (
     seen_before,
     stream,
 )
-
-if TYPE_CHECKING:
-    from newsrec.data.synthetic.world import World
 
 
 def build_alive(w: World) -> None:

@@ -9,16 +9,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from newsrec.data.ragged import lengths_to_offsets
 from newsrec.data.synthetic.config import DAY, INTENSIFIERS, NEGATIONS
+from newsrec.data.synthetic.state import World
 from newsrec.data.synthetic.streams import draw_from_cdf, random_units, stream, unit, zipf_cdf
-
-if TYPE_CHECKING:
-    from newsrec.data.synthetic.world import World
 
 
 def subcategory_in(w: World, category: np.ndarray, u: np.ndarray) -> np.ndarray:
@@ -79,17 +76,7 @@ def _draw_units(
         first_mod + rng.integers(0, len(NEGATIONS), len(news_of_mod)),
         first_mod + len(NEGATIONS) + rng.integers(0, len(INTENSIFIERS), len(news_of_mod)),
     )
-    # entities of the news' subcategory, Zipf-popular within it
-    news_of_ent = np.repeat(np.arange(n), n_ent)
-    ent_cdf = zipf_cdf(cfg.entities_per_subcategory, 1.0)
-    ent = sub[news_of_ent] * cfg.entities_per_subcategory + draw_from_cdf(
-        ent_cdf, rng.random(len(news_of_ent))
-    )
-    short = (rng.random(len(ent)) < 0.3) & np.array(
-        [w.entity_label[e] != w.entity_short[e] for e in ent], dtype=bool
-    )
-    ent_words = np.array([len(w.entity_label[e].split()) for e in ent], dtype=np.int64)
-    ent_words = np.where(short, 1, ent_words)
+    news_of_ent, ent, short, ent_words = _draw_entities(w, rng, sub, n_ent)
     used = n_top + n_mod + np.bincount(news_of_ent, weights=ent_words, minlength=n).astype(int)
     n_fill = np.maximum(length - used, 0)
     news_of_fill = np.repeat(np.arange(n), n_fill)
@@ -111,6 +98,24 @@ def _draw_units(
     starts = lengths_to_offsets(counts)[:-1].tolist()
     units = [pairs[s : s + c] for s, c in zip(starts, counts.tolist(), strict=True)]
     return units, used + n_fill
+
+
+def _draw_entities(
+    w: World, rng: np.random.Generator, sub: np.ndarray, n_ent: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """`n_ent` entities per news from its subcategory, Zipf-popular within it: (news of each,
+    entity, short surface form or not, words it takes)."""
+    cfg = w.cfg
+    news_of_ent = np.repeat(np.arange(len(sub)), n_ent)
+    ent_cdf = zipf_cdf(cfg.entities_per_subcategory, 1.0)
+    ent = sub[news_of_ent] * cfg.entities_per_subcategory + draw_from_cdf(
+        ent_cdf, rng.random(len(news_of_ent))
+    )
+    short = (rng.random(len(ent)) < 0.3) & np.array(
+        [w.entity_label[e] != w.entity_short[e] for e in ent], dtype=bool
+    )
+    ent_words = np.array([len(w.entity_label[e].split()) for e in ent], dtype=np.int64)
+    return news_of_ent, ent, short, np.where(short, 1, ent_words)
 
 
 def _render(
@@ -154,9 +159,27 @@ def _render(
 
 
 def build_news(w: World) -> None:
+    """Step 4: every news' time, topic, title, abstract, entities and latent vector."""
     cfg, rng = w.cfg, stream(w.seed, "news")
     n = cfg.num_news
-    # publication times: a share in the history window, the rest over the impression days
+    _publication(w, rng)
+    cat = draw_from_cdf(w.category_cdf, rng.random(n))
+    sub = subcategory_in(w, cat, rng.random(n))
+    title_units, abs_units, mentions = _draw_texts(w, rng, sub)
+    conf = np.where(rng.random(mentions) < 0.5, 1.0, np.round(rng.uniform(0.5, 1.0, mentions), 3))
+    ids = rng.permutation(n) + 1
+    url_codes = rng.integers(36**5, 36**6, n)
+    hidden = cfg.news_hidden_noise * random_units(rng, n, cfg.latent_dim)
+    terms, title_entities = _news_lines(
+        w, (cat, sub), (title_units, abs_units), iter(conf.tolist()), ids, url_codes
+    )
+    w.latent = _latent(w, terms, title_entities, hidden)
+
+
+def _publication(w: World, rng: np.random.Generator) -> None:
+    """Publication times (a share in the history window, the rest over the impression days),
+    ends of life and popularity of every news."""
+    cfg, n = w.cfg, w.cfg.num_news
     n_hist = round(cfg.history_news_share * n)
     impression_days = cfg.train_days + cfg.dev_days + cfg.test_days
     pub = np.concatenate(
@@ -170,15 +193,19 @@ def build_news(w: World) -> None:
     w.pub = pub
     w.end = pub + DAY * rng.lognormal(life_mu, cfg.news_lifetime_sigma, n)
     w.log_pop = cfg.popularity_sigma * rng.standard_normal(n)
-    cat = draw_from_cdf(w.category_cdf, rng.random(n))
-    sub = subcategory_in(w, cat, rng.random(n))
 
+
+def _draw_texts(w: World, rng: np.random.Generator, sub: np.ndarray) -> tuple[list, list, int]:
+    """The units (words and entities) of every title and abstract, and how many entity
+    mentions need a confidence (+ 1)."""
+    cfg, n = w.cfg, w.cfg.num_news
     title_len = np.clip(np.round(rng.normal(cfg.title_words_mean, cfg.title_words_std, n)), 3, 40)
     title_mod = np.minimum(rng.poisson(cfg.modifier_rate, n), 3)
     title_ent = np.minimum(rng.poisson(cfg.title_entities_mean, n), 2)
     title_units, title_words = _draw_units(
         w, rng, sub, title_len.astype(np.int64), title_mod, title_ent
     )
+    w.title_words = int(title_words.sum())
     abs_len = np.clip(
         np.round(rng.normal(cfg.abstract_words_mean, cfg.abstract_words_std, n)), 5, 150
     )
@@ -188,17 +215,23 @@ def build_news(w: World) -> None:
     for i in range(n):
         if abs_len[i] == 0:
             abs_units[i] = []
-    n_conf = int(title_ent.sum() + abs_ent.sum()) + 1
-    conf = np.where(rng.random(n_conf) < 0.5, 1.0, np.round(rng.uniform(0.5, 1.0, n_conf), 3))
-    confidences = iter(conf.tolist())
-    ids = rng.permutation(n) + 1
-    url_codes = rng.integers(36**5, 36**6, n)
-    hidden = cfg.news_hidden_noise * random_units(rng, n, cfg.latent_dim)
+    return title_units, abs_units, int(title_ent.sum() + abs_ent.sum()) + 1
 
-    text_vec = np.zeros((n, cfg.latent_dim))
+
+def _news_lines(
+    w: World,
+    topics: tuple[np.ndarray, np.ndarray],
+    units: tuple[list, list],
+    confidences: Iterator[float],
+    ids: np.ndarray,
+    url_codes: np.ndarray,
+) -> tuple[tuple[list, list, list], tuple[list, list]]:
+    """Every news' news.tsv row, id and entities into `w`; -> the modified topical words
+    (news, word, factor) and the title entities (news, entity) its latent vector sums."""
+    (cat, sub), (title_units, abs_units) = topics, units
     term_news, term_word, term_factor = [], [], []
     title_entity_news, title_entity = [], []
-    for i in range(n):
+    for i in range(w.cfg.num_news):
         title, title_json, terms = _render(w, title_units[i], confidences, title=True)
         abstract, abstract_json, _ = _render(w, abs_units[i], confidences, title=False)
         for word, factor in terms:
@@ -217,17 +250,26 @@ def build_news(w: World) -> None:
             f"{nid}\t{w.categories[cat[i]]}\t{w.subcategories[sub[i]]}\t{title}\t{abstract}"
             f"\t{url}\t{title_json}\t{abstract_json}"
         )
-    w.title_words = int(title_words.sum())
-    # latent vector: modified topical words + title entities, normalised, + hidden noise
+    return (term_news, term_word, term_factor), (title_entity_news, title_entity)
+
+
+def _latent(
+    w: World, terms: tuple[list, list, list], title_entities: tuple[list, list], hidden: np.ndarray
+) -> np.ndarray:
+    """Latent vectors: modified topical words + title entities, normalised, + hidden noise."""
+    cfg = w.cfg
+    text_vec = np.zeros((cfg.num_news, cfg.latent_dim))
+    term_news, term_word, term_factor = terms
     np.add.at(
         text_vec,
         np.array(term_news, np.int64),
         np.array(term_factor)[:, None] * w.word_vec[np.array(term_word, np.int64)],
     )
+    title_entity_news, title_entity = title_entities
     if title_entity:
         np.add.at(
             text_vec,
             np.array(title_entity_news, np.int64),
             cfg.entity_weight * w.entity_vec[np.array(title_entity, np.int64)],
         )
-    w.latent = unit(unit(text_vec) + hidden).astype(np.float32)
+    return unit(unit(text_vec) + hidden).astype(np.float32)

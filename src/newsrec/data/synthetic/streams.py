@@ -22,6 +22,14 @@ STREAMS = {
     "train": 10,
     "dev": 11,
     "test": 12,
+    # the EB-NeRD layout's own draws (newsrec.data.ebnerd.synthetic); the xMIND translation
+    "ebnerd-articles": 20,
+    "ebnerd-document-vectors": 21,
+    "ebnerd-beyond-accuracy": 22,
+    "ebnerd-history-times": 23,
+    "ebnerd-history-reading": 24,
+    "ebnerd-behaviors": 25,
+    "xmind-translation": 30,
 }
 
 
@@ -92,10 +100,6 @@ def alias_draw(
     """
     row = start + np.minimum((u[:, 0] * size).astype(np.int64), size - 1)
     return np.where(u[:, 1] < prob[row], row, alias[row])
-
-
-def _segment_starts(counts: np.ndarray) -> np.ndarray:
-    return np.cumsum(counts) - counts
 
 
 def seen_before(group: np.ndarray, item: np.ndarray, num_items: int) -> np.ndarray:

@@ -68,40 +68,74 @@ def write_split(
         }
         for block, lo in enumerate(range(0, m, IMPRESSION_BLOCK)):
             hi = min(lo + IMPRESSION_BLOCK, m)
-            rng = stream(w.seed, split, block + 1)
-            users, times = who[lo:hi], when[lo:hi]
-            counts, news, logit = sample_candidates(w, users, times, rng)
-            p = 1.0 / (1.0 + np.exp(-(logit + w.click_bias)))
-            clicked = draw_clicks(counts, p, rng)
-            used[news] = True
-            stats["candidates"] += len(news)
-            stats["clicks"] += int(clicked.sum())
-            if labeled:
-                cands = [id_label[i] for i in (2 * news + clicked).tolist()]
-            else:
-                cands = [w.news_id[i] for i in news.tolist()]
-                labels = ["1" if c else "0" for c in clicked.tolist()]
-            probs = _format_floats(p)
-            stamps = format_times(w, times)
-            ends = np.cumsum(counts).tolist()
-            behaviors, prob_lines, truth_lines = [], [], []
-            start = 0
-            for i, (user, end) in enumerate(zip(users.tolist(), ends, strict=True)):
-                iid = lo + i + 1
-                behaviors.append(
-                    f"{iid}\t{w.user_id[user]}\t{stamps[i]}\t{history_text[user]}"
-                    f"\t{' '.join(cands[start:end])}\n"
-                )
-                prob_lines.append(f"{iid}\t{' '.join(probs[start:end])}\n")
-                if not labeled:
-                    truth_lines.append(f"{iid} [{','.join(labels[start:end])}]\n")
-                start = end
-            files["behaviors"].write("".join(behaviors))
-            files["prob"].write("".join(prob_lines))
-            if not labeled:
-                files["truth"].write("".join(truth_lines))
+            lines = _impression_lines(
+                w, split, block, lo, (who[lo:hi], when[lo:hi]), id_label, history_text, used, stats
+            )
+            for key, text in lines.items():
+                files[key].write(text)
             progress.advance(task, hi - lo)
-    # news.tsv: every news the split refers to (histories and candidates), as MIND does
+    rows, entities = _write_news(w, folder, used)
+    stats.update(
+        users=int(len(np.unique(who))),
+        news=len(rows),
+        entities=len(entities),
+        first_time=format_times(w, when.min(keepdims=True))[0],
+        last_time=format_times(w, when.max(keepdims=True))[0],
+    )
+    return stats
+
+
+def _impression_lines(
+    w: World,
+    split: str,
+    block: int,
+    lo: int,
+    users_times: tuple[np.ndarray, np.ndarray],
+    id_label: list[str],
+    history_text: list[str],
+    used: np.ndarray,
+    stats: dict,
+) -> dict[str, str]:
+    """The behaviors.tsv, click_probability.tsv (and, unlabeled, truth.txt) text of one block
+    of impressions, the first numbered lo + 1; marks the candidates `used`, counts `stats`."""
+    users, times = users_times
+    labeled = split != "test"
+    rng = stream(w.seed, split, block + 1)
+    counts, news, logit = sample_candidates(w, users, times, rng)
+    p = 1.0 / (1.0 + np.exp(-(logit + w.click_bias)))
+    clicked = draw_clicks(counts, p, rng)
+    used[news] = True
+    stats["candidates"] += len(news)
+    stats["clicks"] += int(clicked.sum())
+    if labeled:
+        cands = [id_label[i] for i in (2 * news + clicked).tolist()]
+    else:
+        cands = [w.news_id[i] for i in news.tolist()]
+        labels = ["1" if c else "0" for c in clicked.tolist()]
+    probs = _format_floats(p)
+    stamps = format_times(w, times)
+    ends = np.cumsum(counts).tolist()
+    behaviors, prob_lines, truth_lines = [], [], []
+    start = 0
+    for i, (user, end) in enumerate(zip(users.tolist(), ends, strict=True)):
+        iid = lo + i + 1
+        behaviors.append(
+            f"{iid}\t{w.user_id[user]}\t{stamps[i]}\t{history_text[user]}"
+            f"\t{' '.join(cands[start:end])}\n"
+        )
+        prob_lines.append(f"{iid}\t{' '.join(probs[start:end])}\n")
+        if not labeled:
+            truth_lines.append(f"{iid} [{','.join(labels[start:end])}]\n")
+        start = end
+    lines = {"behaviors": "".join(behaviors), "prob": "".join(prob_lines)}
+    if not labeled:
+        lines["truth"] = "".join(truth_lines)
+    return lines
+
+
+def _write_news(w: World, folder: Path, used: np.ndarray) -> tuple[list[int], list[int]]:
+    """news.tsv (every news the split refers to, histories and candidates, as MIND does) and
+    the entity and relation vectors; -> (news rows, entities) written."""
     rows = np.flatnonzero(used).tolist()
     with _open_write(folder / "news.tsv") as f:
         f.write("".join(w.news_line[i] + "\n" for i in rows))
@@ -113,14 +147,7 @@ def write_split(
     with _open_write(folder / "relation_embedding.vec") as f:
         for r, vec in zip(RELATIONS, w.relation_embedding, strict=True):
             f.write(r + "\t" + "\t".join(_fixed6(vec)) + "\n")
-    stats.update(
-        users=int(len(np.unique(who))),
-        news=len(rows),
-        entities=len(entities),
-        first_time=format_times(w, when.min(keepdims=True))[0],
-        last_time=format_times(w, when.max(keepdims=True))[0],
-    )
-    return stats
+    return rows, entities
 
 
 def _open_write(path: Path):

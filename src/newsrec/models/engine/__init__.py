@@ -1,31 +1,15 @@
-"""The engine: the models' computations done faster, beside the plain ones in models/.
+"""The engine: the recommender's functions computed with less work, beside the plain ones.
 
-The models (layers.py, news_encoders.py, user_encoders.py) are written as the papers'
-padded computations. The engine computes the same functions with less work, and each of
-its paths is tested equal to the plain one:
-- kernels.py: cheaper dropout masks and a keys-first attention layout on the CPU, the fused
-  attention kernel elsewhere; chosen once when the model is built or moved;
-- packing.py: sort by length, cut the padding, run per-word layers on the real words only
-  (the NRMS title encoder with `pack=True`);
-- evaluation.py: every news encoded once per evaluation, every distinct history once.
+The models (models/layers, news_encoders.py, user_encoders.py, recommender.py) are written as
+the papers' padded computations. `engine=fast` (the default, conf/model/_module.yaml) hands
+a `FastEngine` to the recommender at construction; `engine=plain` hands none. Each path here
+is tested equal to the plain one:
+- fast.py: `FastEngine`, each distinct news once per batch, text packed, histories grouped by
+  length, the layers' device kernels switched on;
+- cache.py: `EvaluationCache`, every news of an evaluation encoded once, every distinct
+  history once;
+- packing.py: sort by length, cut the padding, pack the real items (pure tensor code);
+- kernels.py: cheaper dropout masks on the CPU and attention layouts by device (pure).
+Nothing is imported here, so that layers can use packing and kernels without importing the
+engine that drives them.
 """
-
-from newsrec.models.engine.evaluation import (
-    EvaluationCache,
-    encode_all_news,
-    encode_rows,
-    news_features,
-)
-from newsrec.models.engine.kernels import use_fast_kernels
-from newsrec.models.engine.packing import Packed, length_groups, used_columns
-
-__all__ = [
-    "EvaluationCache",
-    "Packed",
-    "encode_all_news",
-    "encode_rows",
-    "length_groups",
-    "news_features",
-    "use_fast_kernels",
-    "used_columns",
-]

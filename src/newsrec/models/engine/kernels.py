@@ -1,10 +1,10 @@
-"""Faster computations of two plain layers, picked once for the device the model lives on.
+"""Faster computations of two plain layers' functions: dropout and multi-head attention.
 
-`use_fast_kernels(model, device)` sets `Dropout.kernel` and `MultiHeadSelfAttention.kernel`
-in every such layer of `model`; the Recommender calls it when it is built and again
-whenever it is moved (`Recommender._apply`), so no layer looks at the device in a step.
-A layer whose kernel is None runs the paper's computation written in layers.py; every
-kernel here gives the same numbers (tests/test_models.py checks each against it).
+Layers with a fast path (`Dropout`, `MultiHeadSelfAttention`) call these once the engine
+has switched them on (`FastPath.set_fast`, when the model is built with engine=fast);
+otherwise they run the paper's computation written in layers.py. Every kernel here gives
+the same numbers as that computation (tests/test_models.py and test_scoring.py check each).
+Pure tensor code: no model imports.
 """
 
 from __future__ import annotations
@@ -13,9 +13,7 @@ import math
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
-
-from newsrec.models.layers import Dropout, MultiHeadSelfAttention
+from torch import Tensor
 
 
 class _CheapMaskDropout(torch.autograd.Function):
@@ -40,16 +38,19 @@ class _CheapMaskDropout(torch.autograd.Function):
         return grad * scale, None
 
 
-def cheap_dropout(x: Tensor, p: float) -> Tensor:
-    """Inverted dropout (training mode) whose mask costs a tenth of torch's on the CPU.
+def dropout(x: Tensor, p: float) -> Tensor:
+    """Inverted dropout (training mode); on a CPU with a mask that costs a tenth of torch's.
 
     torch's CPU dropout draws a Bernoulli sample per element: measured here, that was a
-    quarter of an NRMS training step in bf16 (benchmarks/RESULTS.md). This draws 64 random
-    bits per four elements instead. The drop rate is `p` rounded to a multiple of 1/65,536
-    (0.2 -> 0.19999695) and kept values are scaled by the exact inverse keep rate, so the
-    expected output equals the input. Masks come from torch's generator, so `manual_seed`
-    reproduces them. Other devices keep `F.dropout` (fused there).
+    quarter of an NRMS training step in bf16 (benchmarks/RESULTS.md). On a CPU this draws 64
+    random bits per four elements instead. The drop rate is `p` rounded to a multiple of
+    1/65,536 (0.2 -> 0.19999695) and kept values are scaled by the exact inverse keep rate, so
+    the expected output equals the input. Masks come from torch's generator, so
+    `manual_seed` reproduces them. Other devices keep `F.dropout` (fused there): the choice is
+    made here, at each call, from the tensor's device.
     """
+    if x.device.type != "cpu":
+        return F.dropout(x, p, training=True)
     return _CheapMaskDropout.apply(x, p)
 
 
@@ -102,31 +103,18 @@ def fused_attention(
     return _finish(out, mask)
 
 
-def cpu_attention(
-    qkv: Tensor, mask: Tensor, heads: int, head_dim: int, dropout: float = 0.0
-) -> Tensor:
-    """NRMS eq. 1-2 (6-7) on CPU: keys-first products, or torch's fused kernel where its
-    blocks win on this project's CPU (`benchmarks/bench_attention.py`, two runs): float32
-    rows of 48 keys or more with gradients (a training batch's 50-news histories: 1.2-1.35x)
-    and of 24 or more without (an evaluation batch's long histories: 1.0-2.8x, and far
-    steadier when other tenants load the memory bus). bf16, where the fused kernel is 2-9x
-    slower, and shorter rows take the plain products."""
-    length = mask.shape[1]
-    if qkv.dtype == torch.float32 and length >= (48 if qkv.requires_grad else 24):
+def attention(qkv: Tensor, mask: Tensor, heads: int, head_dim: int, dropout: float = 0.0) -> Tensor:
+    """NRMS eq. 1-2 (6-7) by the kernel that is fastest for where and what it computes, chosen
+    here at each call from the tensor's device, dtype, gradient and length:
+    - a GPU: torch's fused kernel (flash / memory-efficient);
+    - a CPU: torch's fused kernel where its blocks win on this project's CPU
+      (`benchmarks/bench_attention.py`, two runs): float32 rows of 48 keys or more with
+      gradients (a training batch's 50-news histories: 1.2-1.35x) and of 24 or more without
+      (an evaluation batch's long histories: 1.0-2.8x, and far steadier when other tenants load
+      the memory bus); bf16, where the fused kernel is 2-9x slower, and shorter rows take the
+      keys-first products.
+    """
+    long = mask.shape[1] >= (48 if qkv.requires_grad else 24)
+    if qkv.device.type != "cpu" or (qkv.dtype == torch.float32 and long):
         return fused_attention(qkv, mask, heads, head_dim, dropout)
     return keys_first_attention(qkv, mask, heads, head_dim, dropout)
-
-
-def attention_kernel(device: torch.device):
-    """The attention kernel for `device`: `cpu_attention` on CPU, fused elsewhere."""
-    return cpu_attention if device.type == "cpu" else fused_attention
-
-
-def use_fast_kernels(model: nn.Module, device: torch.device, fast: bool = True) -> None:
-    """Give every Dropout and MultiHeadSelfAttention of `model` its kernel for `device`
-    (None: the plain computation everywhere, e.g. `fast=False`)."""
-    for layer in model.modules():
-        if isinstance(layer, Dropout):
-            layer.kernel = cheap_dropout if fast and device.type == "cpu" else None
-        elif isinstance(layer, MultiHeadSelfAttention):
-            layer.kernel = attention_kernel(device) if fast else None
