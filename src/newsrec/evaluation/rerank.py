@@ -182,23 +182,27 @@ def _unit_blocks(valid, batch, context):
 
 
 def _mmr(rel, valid, batch, context, weight, depth):
-    blocks = _unit_blocks(valid, batch, context)
-    closest = torch.zeros_like(rel)  # max cosine to the chosen news
-    picked = torch.zeros(len(rel), blocks[0][2].shape[-1], device=rel.device)
+    """MMR block by block: each block's greedy runs on its own dense [n, w] arrays, so a
+    step is one batched matrix-vector product and no scatter into the padded batch."""
+    chosen = torch.zeros(len(rel), depth, dtype=torch.long, device=rel.device)
+    ok = torch.zeros(len(rel), depth, dtype=torch.bool, device=rel.device)
+    for rows, columns, vectors in _unit_blocks(valid, batch, context):
+        inside = valid[rows[:, None], columns]  # [n, w]; False on a block's padding
+        closest = torch.zeros(inside.shape, dtype=torch.float64, device=rel.device)
+        index = torch.arange(len(rows), device=rel.device)
+        block_rel = rel[rows[:, None], columns]
 
-    def objective(step: int) -> Tensor:
-        return (1 - weight) * rel - (weight * closest if step else 0.0)
+        def objective(step: int, block_rel=block_rel, closest=closest) -> Tensor:
+            return (1 - weight) * block_rel - (weight * closest if step else 0.0)
 
-    def update(step: int, pick: Tensor, ok: Tensor) -> None:
-        for rows, columns, vectors in blocks:  # the chosen news' vector of each row
-            at = (columns == pick[rows, None]).to(torch.uint8).argmax(1)  # its column
-            picked[rows] = vectors[torch.arange(len(rows), device=rows.device), at]
-        for rows, columns, vectors in blocks:
-            cosine = torch.bmm(vectors, picked[rows].unsqueeze(-1)).squeeze(-1).double()
-            before = closest[rows[:, None], columns] if step else torch.full_like(cosine, -2.0)
-            closest[rows[:, None], columns] = torch.maximum(before, cosine)
+        def update(step: int, pick: Tensor, _, vectors=vectors, closest=closest, index=index):
+            cosine = torch.bmm(vectors, vectors[index, pick].unsqueeze(-1)).squeeze(-1)
+            closest.copy_(cosine if step == 0 else torch.maximum(closest, cosine.double()))
 
-    return _greedy(rel, valid, depth, objective, update)
+        picks, oks = _greedy(block_rel, inside, min(depth, inside.shape[1]), objective, update)
+        chosen[rows, : picks.shape[1]] = columns.gather(1, picks)
+        ok[rows, : oks.shape[1]] = oks
+    return chosen, ok
 
 
 def _category_target(batch, context, pool_fallback: bool) -> tuple[Tensor, Tensor, Tensor]:
