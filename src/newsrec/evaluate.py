@@ -12,6 +12,7 @@ from newsrec.checkpoints import load_module, read_checkpoint
 from newsrec.cli import print_metrics, write_metrics
 from newsrec.data.features import check_model_data
 from newsrec.evaluation.predict import predict_unlabeled
+from newsrec.evaluation.rerank import build_reranker, rerank_summary
 
 
 def evaluate(cfg: DictConfig) -> dict:
@@ -26,8 +27,9 @@ def evaluate(cfg: DictConfig) -> dict:
         dm.setup("test")
     check_model_data(module.recommender.news_encoder.features, dm, module.name)
     module.use_data(build.module_data(dm, ("test",)))
+    module.reranker = build_reranker(cfg.get("rerank"))  # conf/rerank: after scoring, on test
     trainer = build.trainer(cfg)
-    metrics = {"checkpoint": str(path), "split": dm.test_split}
+    metrics = {"checkpoint": str(path), "split": dm.test_split, **rerank_summary(cfg)}
     if dm.data.splits[dm.test_split].labeled:
         trainer.test(module, datamodule=dm, verbose=False)  # printed below, once
         metrics.update(

@@ -23,7 +23,9 @@ from newsrec.data.datamodule import MindDataModule
 from newsrec.evaluation.beyond import BeyondAccuracyCallback
 from newsrec.evaluation.ebnerd_submission import EbnerdSubmission
 from newsrec.evaluation.metrics import segment_metrics
+from newsrec.evaluation.radio_callback import RadioCallback
 from newsrec.evaluation.score import truth_labels
+from newsrec.evaluation.slices import SliceCallback
 from newsrec.evaluation.submission import ranks_from_scores, write_prediction
 from newsrec.models.module import NewsRecModule
 
@@ -110,7 +112,7 @@ def predict_unlabeled(
     else:
         raise RuntimeError(f"{int((~predicted).sum())} impressions received no prediction")
     for callback in trainer.callbacks:  # the lists' beyond-accuracy metrics
-        if isinstance(callback, BeyondAccuracyCallback):
+        if isinstance(callback, BeyondAccuracyCallback | RadioCallback):
             metrics.update(callback.results)
     truth, labels = Path(datamodule.paths.test or "") / "truth.txt", None
     if datamodule.test_split == "test" and ebnerd is not None:
@@ -119,7 +121,8 @@ def predict_unlabeled(
         # `python -m newsrec.evaluation.score truth.txt prediction.zip` gives the same figures.
         labels = truth_labels(truth, np.asarray(split.impression_id), offsets)
     if labels is not None:
-        metrics.update(_hidden_label_metrics(labels, split, scores, predicted, ranks))
+        slicer = next((c for c in trainer.callbacks if isinstance(c, SliceCallback)), None)
+        metrics.update(_hidden_label_metrics(labels, split, scores, predicted, ranks, slicer))
     return metrics
 
 
@@ -129,7 +132,12 @@ def _progress(trainer: pl.Trainer) -> bool:
 
 
 def _hidden_label_metrics(
-    labels: np.ndarray, split, scores: np.ndarray, predicted: np.ndarray, ranks: np.ndarray | None
+    labels: np.ndarray,
+    split,
+    scores: np.ndarray,
+    predicted: np.ndarray,
+    ranks: np.ndarray | None,
+    slicer: SliceCallback | None = None,
 ) -> dict:
     """Test metrics from the hidden clicks `labels`, scored from the ranks as the leaderboard scores a
     submission (ties broken by candidate order); the oracle ranks by the true click
@@ -146,6 +154,9 @@ def _hidden_label_metrics(
     reciprocal = 1.0 / ranks.astype(np.float32)
     result = segment_metrics(reciprocal, labels, offsets)
     metrics = {f"test/{name}": float(result[name]) for name in METRICS}
+    if slicer is not None:  # results by slice (newsrec.evaluation.slices)
+        kept = np.flatnonzero(predicted)
+        metrics.update(slicer.flat(split, reciprocal, labels, offsets, kept, ranks))
     if truth_p is not None:  # the oracle: ranking by the true click probability
         oracle = segment_metrics(truth_p, labels, offsets)
         metrics.update({f"test/oracle_{name}": float(oracle[name]) for name in METRICS})

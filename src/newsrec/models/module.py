@@ -28,6 +28,7 @@ from torch import Tensor
 from newsrec.constants import METRICS
 from newsrec.data.info import DataInfo
 from newsrec.evaluation.metrics import ImpressionMetrics
+from newsrec.evaluation.rerank import rerank_scores
 from newsrec.evaluation.scorer import Scorer
 from newsrec.models.factory import build_recommender
 
@@ -171,6 +172,8 @@ class NewsRecModule(pl.LightningModule):
 
     def _eval_step(self, batch: dict[str, Tensor], stage: str) -> Tensor:
         scores = self.scorer.scores(batch).float()
+        if stage == "test":  # re-ranked before lists are cut (conf/rerank; eval.py sets it)
+            scores = rerank_scores(self, batch, scores)
         self.metrics[stage].update(scores, batch["labels"], batch["impression"])
         if "truth" in batch:
             self.metrics[f"{stage}_oracle"].update(
@@ -219,7 +222,7 @@ class NewsRecModule(pl.LightningModule):
         """Scores for a split without labels: what the leaderboard submission is made of."""
         return {
             "impression": batch["impression"].cpu(),
-            "scores": self.scorer.scores(batch).float().cpu(),
+            "scores": rerank_scores(self, batch, self.scorer.scores(batch).float()).cpu(),
             "mask": batch["candidate_mask"].cpu(),
         }
 

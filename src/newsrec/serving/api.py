@@ -39,8 +39,11 @@ from omegaconf import DictConfig
 from newsrec.checkpoints import load_module
 from newsrec.data.info import news_table_tensors
 from newsrec.data.preprocess import PreprocessConfig, Vocabulary, _news_table
+from newsrec.evaluation.rerank import build_reranker, context_of
 from newsrec.models.module import NewsRecModule
+from newsrec.serving.lists import default_cache_dir, list_metrics
 from newsrec.serving.ranking import Ranker
+from newsrec.serving.reranked import rank_batch
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +68,11 @@ def _table_from_news_files(
 
 def _table_from_data(
     checkpoint: Path, data: str | DictConfig, data_dir: str | Path | None
-) -> tuple[dict[str, torch.Tensor], list[str]]:
-    """The news table of a data config, preprocessed with the checkpoint's vocabulary."""
+) -> tuple[dict[str, torch.Tensor], list[str], tuple[list[Path], Path]]:
+    """The news table of a data config, preprocessed with the checkpoint's vocabulary, and
+    (its news.tsv files, its cache folder)."""
     from newsrec.build import checkpoint_datamodule
+    from newsrec.evaluation.radio_callback import news_files
     from newsrec.serving.ranking import news_ids
 
     if isinstance(data, str):
@@ -77,7 +82,8 @@ def _table_from_data(
     datamodule = checkpoint_datamodule(data, checkpoint)
     datamodule.prepare_data()
     datamodule.setup("test")
-    return datamodule.news_table(), news_ids(datamodule.paths)
+    sources = (news_files(datamodule.paths), datamodule.cache_dir)
+    return datamodule.news_table(), news_ids(datamodule.paths), sources
 
 
 def load(
@@ -110,11 +116,12 @@ def load(
     if news is not None:
         files = [news] if isinstance(news, (str, Path)) else list(news)
         table, ids = _table_from_news_files(files, module.extra)
+        sources = ([Path(f) for f in files], default_cache_dir(data_dir))
     else:
-        table, ids = _table_from_data(checkpoint, data, data_dir)
+        table, ids, sources = _table_from_data(checkpoint, data, data_dir)
     history_len = int(module.extra.get("preprocess", {}).get("history_len", 50))
     users = module.extra.get("vocab", {}).get("users", [])
-    return NewsRecommender(module, table, ids, users, history_len)
+    return NewsRecommender(module, table, ids, users, history_len, sources)
 
 
 class NewsRecommender:
@@ -127,6 +134,7 @@ class NewsRecommender:
         ids: list[str],
         users: list[str],
         history_len: int = 50,
+        sources: tuple[list[Path], Path] | None = None,
     ) -> None:
         self.device = module.device
         self.table = {name: t.to(self.device) for name, t in table.items()}
@@ -135,6 +143,7 @@ class NewsRecommender:
         self.user_row = {user: row for row, user in enumerate(users) if row}
         self.history_len = history_len
         self.ranker = Ranker(module.recommender, self.table)
+        self.sources = sources  # (news.tsv files, cache folder): RADio's per-news features
 
     def unknown(self, ids: Sequence[str]) -> list[str]:
         """The ids among `ids` that are not in the news table."""
@@ -146,11 +155,16 @@ class NewsRecommender:
         candidates: Sequence[str] | None = None,
         k: int = 10,
         user: str | None = None,
+        rerank=None,
     ) -> list[tuple[str, float]]:
         """The k best of `candidates` (default: the whole news table minus the history) for a
-        user who clicked `history` (oldest first) -> [(news id, score)], best first."""
+        user who clicked `history` (oldest first) -> [(news id, score)], best first.
+
+        `rerank`: a re-ranker (conf/rerank) as a name, {"name": "mmr", "weight": 0.3} or a
+        `newsrec.evaluation.rerank.Reranker`; the scores listed stay the model's."""
         many = None if candidates is None else [candidates]
-        return self.recommend_batch([history], many, k, None if user is None else [user])[0]
+        users = None if user is None else [user]
+        return self.recommend_batch([history], many, k, users, rerank=rerank)[0]
 
     @torch.no_grad()
     def recommend_batch(
@@ -160,8 +174,10 @@ class NewsRecommender:
         k: int = 10,
         users: Sequence[str | None] | None = None,
         batch_size: int = 256,
+        rerank=None,
     ) -> list[list[tuple[str, float]]]:
         """`recommend` for many users at once: one list per history."""
+        reranker = build_reranker(rerank)
         if candidates is not None and len(candidates) != len(histories):
             raise ValueError(f"{len(histories)} histories but {len(candidates)} candidate lists")
         if users is not None and len(users) != len(histories):
@@ -174,13 +190,13 @@ class NewsRecommender:
             part = slice(start, start + batch_size)
             batch = self._batch(histories[part], users[part] if users is not None else None)
             if candidates is None:
-                rows, scores = self.ranker.top_k_all(batch, k)
+                rows, scores, _ = rank_batch(self.ranker, reranker, batch, "all", k)
                 results += [
                     [(self.news_ids[r], float(s)) for r, s in zip(row, score, strict=True) if r > 0]
                     for row, score in zip(rows.tolist(), scores.tolist(), strict=True)
                 ]
             else:
-                results += self._rank_candidates(batch, candidates[part], k)
+                results += self._rank_candidates(batch, candidates[part], k, reranker)
         return results
 
     def _batch(
@@ -204,7 +220,11 @@ class NewsRecommender:
         return {name: t.to(self.device) for name, t in batch.items()}
 
     def _rank_candidates(
-        self, batch: dict[str, torch.Tensor], candidates: Sequence[Sequence[str]], k: int
+        self,
+        batch: dict[str, torch.Tensor],
+        candidates: Sequence[Sequence[str]],
+        k: int,
+        reranker=None,
     ) -> list[list[tuple[str, float]]]:
         width = max(1, *(len(c) for c in candidates))
         rows = torch.zeros(len(candidates), width, dtype=torch.long)
@@ -220,7 +240,12 @@ class NewsRecommender:
             "candidate_mask": mask.to(self.device),
         }
         scores = self.ranker.scores(batch).masked_fill(~batch["candidate_mask"], -torch.inf)
-        top, order = torch.sort(scores, dim=1, descending=True, stable=True)
+        ranked = scores  # through the re-ranker, if any; the model's scores are listed
+        if reranker is not None:
+            context = context_of(self.ranker.recommender, self.table, self.ranker.news_vectors)
+            ranked = reranker(scores, batch, context)
+        order = torch.sort(ranked, dim=1, descending=True, stable=True)[1]
+        top = scores.gather(1, order)
         ranked = []
         for i, names in enumerate(candidates):
             n = min(k, len(names))
@@ -231,3 +256,17 @@ class NewsRecommender:
                 ]
             )
         return ranked
+
+    def list_metrics(
+        self,
+        histories: Sequence[Sequence[str]],
+        lists: Sequence[Sequence[str]],
+        pools: Sequence[Sequence[str]] | None = None,
+        k: int | None = None,
+        **options,
+    ) -> dict[str, float]:
+        """RADio's metrics (`newsrec.evaluation.radio`) of `lists` of news ids, best first,
+        shown to users who clicked `histories`; `pools` are the candidates each list was
+        chosen from (default: the whole news table). `options`: RadioMetric's (divergence,
+        discount, fragmentation_by, pairs, seed, ...). Unknown ids are left out."""
+        return list_metrics(self, histories, lists, pools, k, options)

@@ -37,7 +37,12 @@ from newsrec.cli import write_metrics
 from newsrec.data.datamodule import EvalBatchSampler
 from newsrec.data.mind import DataError, iter_behaviors
 from newsrec.evaluation.beyond import BeyondAccuracy, self_information
-from newsrec.serving.ranking import Ranker, news_ids, pool_all_problem, top_k_candidates
+from newsrec.evaluation.radio_callback import radio_for
+from newsrec.evaluation.radio_metric import RadioMetric
+from newsrec.evaluation.rerank import build_reranker, rerank_summary
+from newsrec.models.module import NewsRecModule
+from newsrec.serving.ranking import Ranker, news_ids, pool_all_problem
+from newsrec.serving.reranked import rank_batch
 
 log = logging.getLogger(__name__)
 POOLS = ("impression", "all")
@@ -85,13 +90,26 @@ def _check(cfg: DictConfig) -> tuple[Path, str, int]:
     return path, pool, k
 
 
+def _load_module(path: Path, device: torch.device, pool: str, checkpoint: dict) -> NewsRecModule:
+    """The checkpoint's module (checked: newsrec.checkpoints), refused where it cannot rank
+    the `pool`."""
+    module = load_module(path, device, checkpoint=checkpoint).eval()
+    if pool == "all" and (problem := pool_all_problem(module.recommender)) is not None:
+        name = module.name
+        raise RecommendError(
+            f"pool=all cannot rank with {name}: {problem}, so each (user, news) pair would "
+            "go through the network; use pool=impression"
+        )
+    return module
+
+
 def recommend(cfg: DictConfig) -> dict:
     """Top-k lists (and optionally vectors) of `cfg.ckpt_path` on a split; returns the
     summary also written to recommendations_metrics.json."""
     path, pool, k = _check(cfg)
     device = _device(str(cfg.get("device", "auto")))
     checkpoint = read_checkpoint(path)  # checked before any data is prepared
-    module = load_module(path, device, checkpoint=checkpoint).eval()
+    module = _load_module(path, device, pool, checkpoint)
     datamodule = checkpoint_datamodule(cfg, path, checkpoint)
     datamodule.prepare_data()
     datamodule.setup("test")
@@ -99,11 +117,6 @@ def recommend(cfg: DictConfig) -> dict:
     if split not in datamodule.data.splits:
         splits = ", ".join(datamodule.data.splits)
         raise RecommendError(f"split={split}: this data has the splits {splits}")
-    if pool == "all" and (problem := pool_all_problem(module.recommender)) is not None:
-        raise RecommendError(
-            f"pool=all cannot rank with {module.name}: {problem}, so each (user, news) pair "
-            "would go through the network; use pool=impression"
-        )
     table = {name: t.to(device) for name, t in datamodule.news_table().items()}
     ids = np.asarray(news_ids(datamodule.paths), dtype=object)
     start = time.perf_counter()
@@ -112,8 +125,11 @@ def recommend(cfg: DictConfig) -> dict:
     encode_s = time.perf_counter() - start
     dataset = datamodule.eval_dataset(split)
     arrays = datamodule.data.splits[split]
-    metric = BeyondAccuracy(k)
-    lists, scores = _rank_split(ranker, dataset, datamodule, split, pool, k, metric)
+    metric, radio = BeyondAccuracy(k), radio_for(datamodule, table, k, cfg.get("radio"))
+    reranker = build_reranker(cfg.get("rerank"))  # conf/rerank
+    lists, scores = _rank_split(
+        ranker, dataset, datamodule, split, pool, k, metric, radio, reranker
+    )
     rank_s = time.perf_counter() - start - encode_s
 
     out = Path(cfg.paths.output_dir)
@@ -131,8 +147,8 @@ def recommend(cfg: DictConfig) -> dict:
         "recommendations": str(target),
         "encode_news_s": round(encode_s, 2),
         "rank_s": round(rank_s, 2),
-        # NaN (e.g. no vectors to compare for NPA) is not JSON: null.
-        **{n: None if math.isnan(v) else v for n, v in metric.compute(catalogue).items()},
+        **_figures(metric, radio, catalogue),
+        **rerank_summary(cfg),
     }
     if cfg.get("export"):
         from newsrec.serving.export import export_vectors
@@ -149,11 +165,26 @@ def recommend(cfg: DictConfig) -> dict:
     return summary
 
 
+def _figures(metric: BeyondAccuracy, radio: RadioMetric, catalogue: int) -> dict:
+    """The lists' beyond-accuracy and RADio metrics; NaN (e.g. no vectors to compare for NPA)
+    is not JSON: null."""
+    values = {**metric.compute(catalogue), **radio.compute()}
+    return {n: None if math.isnan(v) else v for n, v in values.items()}
+
+
 def _rank_split(
-    ranker: Ranker, dataset, datamodule, split: str, pool: str, k: int, metric: BeyondAccuracy
+    ranker: Ranker,
+    dataset,
+    datamodule,
+    split: str,
+    pool: str,
+    k: int,
+    metric: BeyondAccuracy,
+    radio: RadioMetric,
+    reranker=None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Each impression's top-k (news rows [I, k], -1 where shorter; scores [I, k]) in the
-    split's order; the lists also go into `metric`."""
+    split's order, through `reranker` if any; the lists also go into `metric` and `radio`."""
     arrays = datamodule.data.splits[split]
     position = {int(i): p for p, i in enumerate(np.asarray(arrays.impression_id))}
     lists = np.full((len(arrays), k), -1, dtype=np.int64)
@@ -166,16 +197,15 @@ def _rank_split(
     )
     device = ranker.table["title"].device
     information = self_information(clicks, len(train)).to(device)
+    everything = torch.arange(1, len(ranker.table["title"]), device=device)[None]  # pool=all
     with _progress() as progress:
         task = progress.add_task(f"top-{k} of {split} (pool={pool})", total=len(dataset))
         for positions in EvalBatchSampler(dataset.group_key, datamodule.eval_batch_size):
             batch = {n: t.to(device) for n, t in dataset.__getitems__(positions).items()}
-            if pool == "all":
-                top, top_scores = ranker.top_k_all(batch, k)
-            else:
-                top, top_scores = top_k_candidates(
-                    ranker.scores(batch), batch["candidates"], batch["candidate_mask"], k
-                )
+            top, top_scores, ranked = rank_batch(ranker, reranker, batch, pool, k)
+            history = batch["history"] * batch["history_mask"]
+            pool_rows = ranked["candidates"] if pool == "impression" else everything
+            radio.update(top, batch["impression"], history[batch["owner"]], pool_rows)
             vectors = ranker.list_vectors(batch, top)
             metric.update(top, batch["impression"], ranker.table["category"], information, vectors)
             at = np.asarray([position[int(i)] for i in batch["impression"].tolist()])
