@@ -2,8 +2,9 @@
 
     python benchmarks/bench_memory.py                        # fp32, bf16: 2,000 steps each
     python benchmarks/bench_memory.py --modes bf16 --steps 500 --env ONEDNN_PRIMITIVE_CACHE_CAPACITY=0
+    python benchmarks/bench_memory.py --model naml --modes bf16 --out benchmarks/results_memory_naml.json
 
-NRMS at paper sizes on `synthetic_small` (MIND-small's counts), batch 64: every step takes
+NRMS (or `--model`) at paper sizes on `synthetic_small` (MIND-small's counts), batch 64: every step takes
 the next batch of the training loader (fresh negatives, fresh news, so fresh shapes), not a
 replay of a few batches. Each mode runs in its own process and records, every `--every`
 steps, the resident memory (VmRSS) and the samples/s of the last window. The figure that
@@ -53,7 +54,7 @@ def run_mode(args) -> dict:
 
         packing.bucket = fast.bucket = lambda n: n
     torch.manual_seed(0)
-    cfg = config(args.data, args.data_dir)
+    cfg = config(args.data, args.data_dir, model=args.model)
     dm = datamodule(cfg)
     dm.setup("fit")
     module = _module(cfg, dm).train()
@@ -99,6 +100,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("--data", default="synthetic_small")
+    parser.add_argument("--model", default="nrms", help="a preset of conf/model")
     parser.add_argument("--data-dir", default=str(ROOT / "data"))
     parser.add_argument("--modes", nargs="+", default=["fp32", "bf16"], choices=list(MODES))
     parser.add_argument("--steps", type=int, default=2000)
@@ -115,8 +117,10 @@ def main() -> None:
         return
     env = {**os.environ, **dict(item.split("=", 1) for item in args.env)}
     results = {"machine": machine(), "date": date.today().isoformat(), "data": args.data}
+    results["model"] = args.model
     for mode in args.modes:
         command = [sys.executable, __file__, "--mode", mode, "--data", args.data]
+        command += ["--model", args.model]
         command += ["--data-dir", args.data_dir, "--steps", str(args.steps)]
         command += ["--every", str(args.every), "--settle", str(args.settle)]
         command += ["--no-buckets"] if args.no_buckets else []

@@ -33,13 +33,20 @@ METRICS = ["auc", "mrr", "ndcg@5", "ndcg@10"]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def fake_run(folder: Path, model: str, seed: int, offset: float, oracle: bool = True) -> dict:
-    """A metrics.json as runner.train writes it, with metric values set by (offset, seed)."""
+def fake_run(
+    folder: Path,
+    model: str,
+    seed: int,
+    offset: float,
+    oracle: bool = True,
+    data: str = "synthetic_tiny",
+) -> dict:
+    """A metrics.json as newsrec.train writes it, with metric values set by (offset, seed)."""
     metrics = {
         "model": model,
         "inputs": ["title"],
         "seed": seed,
-        "data": "synthetic_tiny",
+        "data": data,
         "params_without_embeddings": 530_208 if model == "nrms" else 1_000,
         "train_time_s": 10.0 * seed + offset,
         **{f"test/{m}": 0.3 + offset + 0.01 * seed * (k + 1) for k, m in enumerate(METRICS)},
@@ -113,6 +120,26 @@ def test_single_seed_rows_show_the_mean_only(tmp_path):
     row = next(line for line in text.splitlines() if line.startswith("| nrms"))
     assert "±" not in row
     assert read_csv(tmp_path / "comparison.csv")[1]["auc_std"] == ""  # npa, nrms, oracle
+
+
+def test_a_sweep_across_datasets_gives_one_table_with_a_section_per_dataset(tmp_path):
+    """`python train.py -m data=synthetic,synthetic_ebnerd model=nrms,gru`: one comparison.md,
+    each dataset's models compared among themselves, the CSV saying which data a row is on."""
+    for job, (data, model) in enumerate(
+        [(d, m) for d in ("synthetic", "synthetic_ebnerd") for m in ("nrms", "gru")]
+    ):
+        offset = 0.1 * (model == "nrms") + 0.05 * (data == "synthetic_ebnerd")
+        fake_run(tmp_path / f"{job}_data={data},model={model}", model, 1, offset, data=data)
+    text = build_report(tmp_path).read_text()
+    assert text.count("## Data: ") == 2
+    synthetic, ebnerd = text.split("## Data: synthetic_ebnerd")
+    assert "## Data: synthetic " in synthetic
+    assert "0.4100" in synthetic and "0.4600" in ebnerd  # each data's NRMS AUC in its section
+    assert "0.4600" not in synthetic and "0.4100" not in ebnerd
+    rows = read_csv(tmp_path / "comparison.csv")
+    assert {(r["data"], r["model"]) for r in rows if r["model"] != ORACLE} == {
+        (d, m) for d in ("synthetic", "synthetic_ebnerd") for m in ("nrms", "gru")
+    }
 
 
 def test_chart_is_a_png(sweep):

@@ -27,9 +27,7 @@ class ModelSummary(RichModelSummary):
         from rich import get_console
         from rich.table import Table
 
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=r"Precision .* not supported by the model")
-            summary = self._summary(trainer, pl_module)
+        summary = self._summary(trainer, pl_module)
         columns = dict(summary._get_summary_data())
         table = Table(header_style="bold magenta")
         for name, justify in (("Name", "left"), ("Type", "left"), ("Params", "right")):
@@ -48,3 +46,8 @@ class ModelSummary(RichModelSummary):
             line += f", {trained:,} of them trained"
         without = count_parameters(recommender)
         print(f"{line}; {without:,} outside the embedding tables (the papers' count)", flush=True)
+
+    def _summary(self, trainer: pl.Trainer, pl_module: pl.LightningModule):
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"Precision .* not supported by the model")
+            return super()._summary(trainer, pl_module)
