@@ -76,7 +76,11 @@ class NewsFeatures:
 
 def read_rows(files: Sequence[str | Path]) -> list[NewsRow]:
     """The news rows of news.tsv files in news-table order: first appearance over the files
-    (train, dev, test as preprocessing reads them), row 0 the empty padding news."""
+    (train, dev, test as preprocessing reads them), row 0 the empty padding news. EB-NeRD's
+    articles.parquet files are read as its preprocessing reads them (title, subtitle; no
+    entity annotations in MIND's form)."""
+    if files and all(Path(f).suffix == ".parquet" for f in files):
+        return _article_rows(files)
     rows, seen = [NewsRow("", "", "")], set()
     for path in files:
         with open(path, encoding="utf-8") as lines:
@@ -87,6 +91,14 @@ def read_rows(files: Sequence[str | Path]) -> list[NewsRow]:
                 seen.add(cols[0])
                 rows.append(NewsRow(cols[3], cols[4], f"{cols[6]}\t{cols[7]}"))
     return rows
+
+
+def _article_rows(files: Sequence[str | Path]) -> list[NewsRow]:
+    from newsrec.data.ebnerd.reader import read_articles
+
+    articles = read_articles(tuple(Path(f) for f in files))
+    texts = zip(articles.title, articles.subtitle, strict=True)
+    return [NewsRow("", "", ""), *(NewsRow(title, subtitle, "") for title, subtitle in texts)]
 
 
 def cache_key(rows: list[NewsRow]) -> str:

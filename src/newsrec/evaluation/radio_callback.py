@@ -41,7 +41,10 @@ def sampled(impression: torch.Tensor, rate: float, seed: int = 0) -> torch.Tenso
 
 
 def news_files(paths) -> list[Path]:
-    """The news.tsv files of a data source's folders, in news-table order (train, dev, test)."""
+    """The news files of a data source, in news-table order: MIND's news.tsv of train, dev,
+    test; EB-NeRD's articles.parquet files."""
+    if getattr(paths, "articles", None):
+        return [Path(f) for f in paths.articles]
     folders = (paths.train, paths.dev, paths.test)
     return [Path(f) / "news.tsv" for f in folders if f is not None]
 
