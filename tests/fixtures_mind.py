@@ -143,6 +143,15 @@ def write_mind_split(
     return folder
 
 
+def write_split_after_train(folder: str | Path, position: int, **sizes: int) -> Path:
+    """A split that follows train (`position` 1: dev, 2: test), as `write_mind_split` writes
+    it: seeded by its position, impression IDs from 1000 * position + 1, so that none repeats
+    train's (which start at 1)."""
+    return write_mind_split(
+        folder, seed=position + 1, first_impression_id=1000 * position + 1, **sizes
+    )
+
+
 def make_mind_zip(
     folder_or_files: str | Path | Mapping[str, str | bytes],
     zip_path: str | Path,

@@ -31,6 +31,7 @@ from fixtures_mind import (  # noqa: F401  (no_internet is a fixture)
     no_internet,
     serve_folder,
     write_mind_split,
+    write_split_after_train,
 )
 
 pytestmark = pytest.mark.usefixtures("no_internet")
@@ -87,21 +88,11 @@ def _served_mind(root: Path) -> dict:
         seed=1,
     )
     # dev and test bring news unseen in train (N17..N20) and a user unseen in train (U6, U7).
-    write_mind_split(
-        unzipped / "MINDlarge_dev",
-        num_news=20,
-        num_users=6,
-        num_impressions=8,
-        seed=2,
-        first_impression_id=1001,
+    write_split_after_train(
+        unzipped / "MINDlarge_dev", 1, num_news=20, num_users=6, num_impressions=8
     )
-    truth_dir = write_mind_split(
-        scratch / "test_labeled",
-        num_news=20,
-        num_users=7,
-        num_impressions=10,
-        seed=3,
-        first_impression_id=2001,
+    truth_dir = write_split_after_train(
+        scratch / "test_labeled", 2, num_news=20, num_users=7, num_impressions=10
     )
     _strip_labels(truth_dir, unzipped / "MINDlarge_test")
     for split in ("train", "dev", "test"):

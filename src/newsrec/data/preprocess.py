@@ -1,4 +1,5 @@
-"""Turn MIND-format folders into index arrays: the news table, vocabularies, impressions.
+"""Turn MIND-format folders into index arrays: the news table (`newsrec.data.news_table`),
+vocabularies, impressions.
 
 Everything a model needs is derived here from the data (vocabulary and table sizes are never
 written into a config by hand) and cached on disk (`newsrec.data.cache`: the folder layout,
@@ -32,103 +33,20 @@ from newsrec.data.checks import check_news_coverage
 from newsrec.data.info import NEWS_FEATURES, SplitPaths
 from newsrec.data.mind import (
     Behaviors,
-    News,
     Report,
     check_unique_impressions,
     iter_behaviors,
     load_click_probabilities,
     read_entity_embeddings,
     read_news,
-    token_spans,
-    tokenize,
 )
+from newsrec.data.news_table import build_news_table
 from newsrec.data.ragged import keep_last, lengths_to_offsets
 from newsrec.utils.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
-PAD, UNK = "<pad>", "<unk>"
-
-
 # --- building -------------------------------------------------------------------------------
-
-
-def _vocabulary(names: Counter, min_count: int, reserved: list[str]) -> list[str]:
-    # Most frequent first, ties by name: deterministic whatever the file order.
-    kept = sorted((n for n, c in names.items() if c >= min_count), key=lambda n: (-names[n], n))
-    return reserved + kept
-
-
-def _pad(rows: list[list[int]], length: int) -> np.ndarray:
-    out = np.zeros((len(rows), length), dtype=np.int32)
-    for i, row in enumerate(rows):
-        row = row[:length]
-        out[i, : len(row)] = row
-    return out
-
-
-def _news_table(
-    news_by_split: dict[str, News], cfg: PreprocessConfig, given: Vocabulary | None
-) -> tuple[list[str], dict[str, np.ndarray], Vocabulary, Report]:
-    report = Report()
-    # One table for all splits: dev and test bring news never seen in training (cold start).
-    rows: dict[str, tuple[str, int]] = {}
-    for split, news in news_by_split.items():
-        for i, news_id in enumerate(news.ids):
-            rows.setdefault(news_id, (split, i))
-    ids = list(rows)
-    train = news_by_split["train"]
-    if given is None:
-        words: Counter = Counter()
-        for name in cfg.vocab_fields:
-            for text in getattr(train, name):
-                words.update(tokenize(text))
-        entities: dict[str, None] = {}
-        for news in news_by_split.values():
-            for spans in news.title_entities:
-                entities.update((e, None) for e, _, _ in spans)
-        vocab = Vocabulary(
-            words=_vocabulary(words, cfg.min_word_count, [PAD, UNK]),
-            categories=_vocabulary(Counter(train.category), 1, [UNK]),
-            subcategories=_vocabulary(Counter(train.subcategory), 1, [UNK]),
-            users=[],  # filled from the training impressions
-            entities=["<none>", *sorted(entities)],
-        )
-    else:
-        vocab = given
-    word_ix, cat_ix = Vocabulary.index(vocab.words), Vocabulary.index(vocab.categories)
-    sub_ix, ent_ix = Vocabulary.index(vocab.subcategories), Vocabulary.index(vocab.entities)
-
-    titles, abstracts, title_entities = [[]], [[]], [[]]
-    category, subcategory = [0], [0]
-    for news_id in ids:
-        split, i = rows[news_id]
-        news = news_by_split[split]
-        spans = token_spans(news.title[i])[: cfg.title_len]
-        titles.append([word_ix.get(w, 1) for w, _, _ in spans])
-        # DKN aligns entities with words: a token inside an entity mention gets its entity.
-        ents = [0] * len(spans)
-        for wikidata_id, start, end in news.title_entities[i]:
-            e = ent_ix.get(wikidata_id, 0)
-            for k, (_, s, t) in enumerate(spans):
-                if s >= start and t <= end:
-                    ents[k] = e
-        title_entities.append(ents)
-        abstracts.append([word_ix.get(w, 1) for w in tokenize(news.abstract[i])])
-        category.append(cat_ix.get(news.category[i], 0))
-        subcategory.append(sub_ix.get(news.subcategory[i], 0))
-    table = {
-        "title": _pad(titles, cfg.title_len),
-        "abstract": _pad(abstracts, cfg.abstract_len),
-        "category": np.asarray(category, dtype=np.int32),
-        "subcategory": np.asarray(subcategory, dtype=np.int32),
-        "title_entities": _pad(title_entities, cfg.title_len),
-    }
-    unk = int((table["title"][1:] == 1).sum())
-    known = int((table["title"][1:] > 1).sum())
-    report.add("title tokens not in the vocabulary (<unk>)", unk)
-    log.info("title tokens in the vocabulary: %.1f%%", 100 * known / max(1, known + unk))
-    return ids, table, vocab, report
 
 
 def _sequence_ids(offsets: np.ndarray, values: np.ndarray, limit: int) -> np.ndarray:
@@ -241,46 +159,15 @@ def _build(
     folders: dict[str, Path], has_truth: bool, cfg: PreprocessConfig, vocab, bar
 ) -> Preprocessed:
     report = Report()
-    task = bar.add_task("news: reading, tokenising", total=len(folders) + 1)
-    news_by_split = {}
-    for split, folder in folders.items():
-        news_by_split[split] = read_news(folder / "news.tsv", report)
-        bar.advance(task)
-    ids, table, vocab_built, news_report = _news_table(news_by_split, cfg, vocab)
-    bar.advance(task)
-    report.counts.update(news_report.counts)
+    ids, table, vocab_built = _read_news(folders, cfg, vocab, report, bar)
     news_index = pa.array(ids, pa.string())
-
     entity_vectors = _entity_vectors(folders, vocab_built.entities, report)
     splits: dict[str, SplitArrays] = {}
     raw_users: dict[str, pa.Array] = {}
     for split, folder in folders.items():
-        size = (folder / "behaviors.tsv").stat().st_size
-        task = bar.add_task(f"{split} behaviors", total=max(1, -(-size // _BLOCK)))
-        arrays, users = _read_split(
-            folder, news_index, cfg, report, advance=lambda task=task: bar.advance(task)
+        splits[split], raw_users[split] = _split_arrays(
+            split, folder, news_index, has_truth, cfg, report, bar
         )
-        bar.update(task, completed=bar.tasks[task].total)
-        raw_users[split] = users
-        hist_offsets = lengths_to_offsets(arrays["history_lengths"])
-        splits[split] = SplitArrays(
-            impression_id=arrays["impression_id"].astype(np.int64),
-            user=np.zeros(len(arrays["time"]), dtype=np.int64),
-            time=arrays["time"].astype(np.int64),
-            history_offsets=hist_offsets,
-            history=arrays["history"],
-            history_id=_sequence_ids(hist_offsets, arrays["history"], cfg.history_len),
-            candidate_offsets=lengths_to_offsets(arrays["candidate_lengths"]),
-            candidates=arrays["candidates"],
-            labels=arrays["labels"],
-        )
-        if has_truth:
-            task = bar.add_task(f"{split} click probabilities", total=1)
-            splits[split].truth = _truth(
-                folder, splits[split].impression_id, arrays["candidate_lengths"]
-            )
-            bar.advance(task)
-
     train = splits["train"]
     last_day = int(train.time.max()) // DAY
     val_start = (last_day - cfg.val_days + 1) * DAY
@@ -288,13 +175,7 @@ def _build(
         # Users are known from the part of train the model is fitted on, not from validation.
         fit_users = raw_users["train"].filter(pa.array(train.time < val_start))
         vocab_built.users = ["<unseen>", *sorted(pc.unique(fit_users).to_pylist())]
-    user_index = pa.array(vocab_built.users[1:], pa.string())
-    for split, arrays in splits.items():
-        rows = pc.index_in(raw_users[split], value_set=user_index)
-        arrays.user = pc.fill_null(rows, -1).to_numpy().astype(np.int64) + 1
-        report.add(
-            f"{split} impressions of users unseen in training", int((arrays.user == 0).sum())
-        )
+    _index_users(splits, raw_users, vocab_built.users, report)
     return Preprocessed(
         config=cfg,
         vocab=vocab_built,
@@ -305,6 +186,69 @@ def _build(
         report=dict(report.counts),
         features=_features(table),
     )
+
+
+def _read_news(
+    folders: dict[str, Path], cfg: PreprocessConfig, vocab, report: Report, bar
+) -> tuple[list[str], dict[str, np.ndarray], Vocabulary]:
+    """Every split's news.tsv as one news table: (news ids, the table, its vocabulary)."""
+    task = bar.add_task("news: reading, tokenising", total=len(folders) + 1)
+    news_by_split = {}
+    for split, folder in folders.items():
+        news_by_split[split] = read_news(folder / "news.tsv", report)
+        bar.advance(task)
+    ids, table, vocab_built, news_report = build_news_table(news_by_split, cfg, vocab)
+    bar.advance(task)
+    report.counts.update(news_report.counts)
+    return ids, table, vocab_built
+
+
+def _split_arrays(
+    split: str,
+    folder: Path,
+    news_index: pa.Array,
+    has_truth: bool,
+    cfg: PreprocessConfig,
+    report: Report,
+    bar,
+) -> tuple[SplitArrays, pa.Array]:
+    """One split's impressions (users still unindexed: user 0) and their user names."""
+    size = (folder / "behaviors.tsv").stat().st_size
+    task = bar.add_task(f"{split} behaviors", total=max(1, -(-size // _BLOCK)))
+    arrays, users = _read_split(
+        folder, news_index, cfg, report, advance=lambda task=task: bar.advance(task)
+    )
+    bar.update(task, completed=bar.tasks[task].total)
+    hist_offsets = lengths_to_offsets(arrays["history_lengths"])
+    out = SplitArrays(
+        impression_id=arrays["impression_id"].astype(np.int64),
+        user=np.zeros(len(arrays["time"]), dtype=np.int64),
+        time=arrays["time"].astype(np.int64),
+        history_offsets=hist_offsets,
+        history=arrays["history"],
+        history_id=_sequence_ids(hist_offsets, arrays["history"], cfg.history_len),
+        candidate_offsets=lengths_to_offsets(arrays["candidate_lengths"]),
+        candidates=arrays["candidates"],
+        labels=arrays["labels"],
+    )
+    if has_truth:
+        task = bar.add_task(f"{split} click probabilities", total=1)
+        out.truth = _truth(folder, out.impression_id, arrays["candidate_lengths"])
+        bar.advance(task)
+    return out, users
+
+
+def _index_users(
+    splits: dict[str, SplitArrays], raw_users: dict[str, pa.Array], users: list[str], report
+) -> None:
+    """Each impression's user as a row of the user vocabulary `users` (0: unseen)."""
+    user_index = pa.array(users[1:], pa.string())
+    for split, arrays in splits.items():
+        rows = pc.index_in(raw_users[split], value_set=user_index)
+        arrays.user = pc.fill_null(rows, -1).to_numpy().astype(np.int64) + 1
+        report.add(
+            f"{split} impressions of users unseen in training", int((arrays.user == 0).sum())
+        )
 
 
 def _features(table: dict[str, np.ndarray]) -> tuple[str, ...]:

@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
-import sys
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,6 +35,7 @@ import pyarrow.parquet as pq
 from newsrec.constants import METRICS
 from newsrec.data.ebnerd.reader import read_behaviors
 from newsrec.data.mind import DataError
+from newsrec.evaluation.score import run_scorer
 from newsrec.utils.io import atomic_path
 from newsrec.utils.progress import progress_bar
 
@@ -226,15 +225,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("predictions", help="predictions.zip or predictions.txt")
     parser.add_argument("--out", help="also write the scores as JSON here")
     args = parser.parse_args(argv)
-    try:
-        scores = score(args.truth, args.predictions)
-    except DataError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    print(format_scores(scores))
-    if args.out:
-        Path(args.out).write_text(json.dumps(scores, indent=2))
-    return 0
+    out = args.out or None  # --out "" writes nothing
+    return run_scorer(lambda: score(args.truth, args.predictions), format_scores, out, DataError)
 
 
 if __name__ == "__main__":

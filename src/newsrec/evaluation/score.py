@@ -18,7 +18,7 @@ import argparse
 import json
 import math
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from itertools import zip_longest
 from pathlib import Path
 
@@ -203,19 +203,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("prediction", type=Path, help="prediction.txt or prediction.zip")
     parser.add_argument("--out", type=Path, help="also write the metrics to this JSON file")
     args = parser.parse_args(argv)
+    return run_scorer(
+        lambda: score_files(args.truth, args.prediction), format_scores, args.out, SubmissionError
+    )
+
+
+def run_scorer(
+    score: Callable[[], dict],
+    show: Callable[[dict], str],
+    out: Path | str | None,
+    errors: type[Exception],
+) -> int:
+    """The end of a scorer's command line (this one's and EB-NeRD's): the scores printed, and
+    written as JSON to `out` when given; a bad file (`errors`) is one line on stderr, no
+    traceback. Returns the exit status."""
     try:
-        scores = score_files(args.truth, args.prediction)
-    except SubmissionError as error:
+        scores = score()
+    except errors as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    print(format_scores(scores))
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
+    print(show(scores))
+    if out is not None:
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
         # NaN (no impression qualified) is not JSON: write null.
         clean = {
             k: None if isinstance(v, float) and math.isnan(v) else v for k, v in scores.items()
         }
-        args.out.write_text(json.dumps(clean, indent=2) + "\n", encoding="utf-8")
+        out.write_text(json.dumps(clean, indent=2) + "\n", encoding="utf-8")
     return 0
 
 

@@ -38,7 +38,8 @@ from omegaconf import DictConfig
 
 from newsrec.checkpoints import load_module
 from newsrec.data.info import news_table_tensors
-from newsrec.data.preprocess import PreprocessConfig, Vocabulary, _news_table
+from newsrec.data.news_table import build_news_table
+from newsrec.data.preprocess import PreprocessConfig, Vocabulary
 from newsrec.evaluation.rerank import build_reranker, context_of
 from newsrec.models.module import NewsRecModule
 from newsrec.serving.lists import default_cache_dir, list_metrics
@@ -62,7 +63,7 @@ def _table_from_news_files(
     saved = checkpoint_extra.get("preprocess", {})
     fields = ("title_len", "abstract_len", "history_len")
     config = PreprocessConfig(**{k: saved[k] for k in fields if k in saved})
-    ids, table, _, _ = _news_table(news, config, Vocabulary(**checkpoint_extra["vocab"]))
+    ids, table, _, _ = build_news_table(news, config, Vocabulary(**checkpoint_extra["vocab"]))
     return news_table_tensors(table), ["", *ids]
 
 

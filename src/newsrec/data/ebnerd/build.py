@@ -41,9 +41,9 @@ from newsrec.data.ebnerd.reader import (
 from newsrec.data.ebnerd.schema import EbnerdFormatError
 from newsrec.data.info import SplitPaths
 from newsrec.data.mind import Report, tokenize
+from newsrec.data.news_table import PAD, UNK, pad_tokens, ranked_vocabulary
 from newsrec.data.ragged import keep_last, lengths_to_offsets, slices, take_rows
 
-PAD, UNK = "<pad>", "<unk>"
 FIELDS = {"title": "title", "abstract": "subtitle"}  # news-table text -> article column
 
 
@@ -143,29 +143,17 @@ def _vocabulary(articles: Articles, train, row_of, cfg: PreprocessConfig) -> Voc
         texts = getattr(articles, FIELDS[name])
         for i in seen:
             words.update(tokenize(texts[i]))
-    kept = sorted(
-        (w for w, c in words.items() if c >= cfg.min_word_count), key=lambda w: (-words[w], w)
-    )
 
     def names(values: list[str]) -> list[str]:
-        counts = Counter(values[i] for i in seen if values[i])
-        return ["<unk>", *sorted(counts, key=lambda n: (-counts[n], n))]
+        return ranked_vocabulary(Counter(values[i] for i in seen if values[i]), 1, [UNK])
 
     return Vocabulary(
-        words=[PAD, UNK, *kept],
+        words=ranked_vocabulary(words, cfg.min_word_count, [PAD, UNK]),
         categories=names(articles.category),
         subcategories=names(articles.subcategory),
         users=[],
         entities=["<none>"],
     )
-
-
-def _pad(rows: list[list[int]], length: int) -> np.ndarray:
-    out = np.zeros((len(rows), length), dtype=np.int32)
-    for i, row in enumerate(rows):
-        row = row[:length]
-        out[i, : len(row)] = row
-    return out
 
 
 def _news_table(
@@ -178,8 +166,8 @@ def _news_table(
         return [[], *([word_ix.get(w, 1) for w in tokenize(t)] for t in texts)]
 
     table = {
-        "title": _pad(tokens(articles.title), cfg.title_len),
-        "abstract": _pad(tokens(articles.subtitle), cfg.abstract_len),
+        "title": pad_tokens(tokens(articles.title), cfg.title_len),
+        "abstract": pad_tokens(tokens(articles.subtitle), cfg.abstract_len),
         "category": np.array([0, *(cat_ix.get(c, 0) for c in articles.category)], np.int32),
         "subcategory": np.array([0, *(sub_ix.get(c, 0) for c in articles.subcategory)], np.int32),
     }

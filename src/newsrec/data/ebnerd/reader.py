@@ -116,15 +116,7 @@ def read_behaviors(path: Path, labeled: bool) -> Impressions:
     table = read_table(path, wanted, optional={"is_beyond_accuracy": "bool"})
     ids = _column(path, table, "impression_id").astype(np.int64)
     inview = _ragged(path, table, "article_ids_inview", ids)
-    empty = inview.lengths() == 0
-    if empty.any():
-        row = _first_true(empty)
-        raise EbnerdFormatError(
-            path,
-            f"row {row + 1}, impression {ids[row]}",
-            "an empty in-view list (article_ids_inview): an impression without candidates",
-            "remove that impression or re-download the split",
-        )
+    _check_inview_not_empty(path, ids, inview)
     beyond = None
     if "is_beyond_accuracy" in table.column_names:
         beyond = pc.fill_null(table["is_beyond_accuracy"], False).to_numpy(zero_copy_only=False)
@@ -134,18 +126,30 @@ def read_behaviors(path: Path, labeled: bool) -> Impressions:
         labels, in_view = click_labels(inview, clicked)
         _check_clicks_in_view(path, ids, clicked, in_view)
     _check_unique(path, ids, beyond)
-    user = _column(path, table, "user_id", ids).astype(np.int64)
-    time = _column(path, table, "impression_time", ids).astype(np.int64)
-    del table
-    release_arrow_memory()
-    return Impressions(
+    impressions = Impressions(
         impression_id=ids,
-        user=user,
-        time=time,
+        user=_column(path, table, "user_id", ids).astype(np.int64),
+        time=_column(path, table, "impression_time", ids).astype(np.int64),
         inview=inview,
         clicked=clicked,
         labels=labels,
         beyond_accuracy=beyond,
+    )
+    del table
+    release_arrow_memory()
+    return impressions
+
+
+def _check_inview_not_empty(path: Path, ids: np.ndarray, inview: Ragged) -> None:
+    empty = inview.lengths() == 0
+    if not empty.any():
+        return
+    row = _first_true(empty)
+    raise EbnerdFormatError(
+        path,
+        f"row {row + 1}, impression {ids[row]}",
+        "an empty in-view list (article_ids_inview): an impression without candidates",
+        "remove that impression or re-download the split",
     )
 
 
@@ -190,18 +194,27 @@ def _check_clicks_in_view(
 
 def _check_unique(path: Path, ids: np.ndarray, beyond: np.ndarray | None) -> None:
     """Impression ids are unique, except the test set's beyond-accuracy rows (all id 0)."""
-    check = ids if beyond is None else ids[~beyond]
-    values, first, counts = np.unique(check, return_index=True, return_counts=True)
-    if (counts == 1).all():
+    repeat = _first_repeat(ids, ids if beyond is None else ids[~beyond])
+    if repeat is None:
         return
-    twice = values[_first_true(counts > 1)]
-    rows = np.flatnonzero(ids == twice)
+    twice, first, again = repeat
     raise EbnerdFormatError(
         path,
-        f"row {rows[1] + 1}",
-        f"impression id {twice} again (first on row {rows[0] + 1}); impression ids must be unique",
+        f"row {again + 1}",
+        f"impression id {twice} again (first on row {first + 1}); impression ids must be unique",
         "remove or renumber the repeated impression, or re-download the split",
     )
+
+
+def _first_repeat(ids: np.ndarray, checked: np.ndarray) -> tuple[int, int, int] | None:
+    """The smallest id that `checked` (some of `ids`) holds twice, with the rows of `ids`
+    where it stands first and second; None when every id of `checked` is unique."""
+    values, counts = np.unique(checked, return_counts=True)
+    if (counts == 1).all():
+        return None
+    twice = values[_first_true(counts > 1)]
+    rows = np.flatnonzero(ids == twice)
+    return twice, int(rows[0]), int(rows[1])
 
 
 def read_history(path: Path) -> tuple[np.ndarray, Ragged]:
@@ -209,14 +222,13 @@ def read_history(path: Path) -> tuple[np.ndarray, Ragged]:
     table = read_table(path, S.READ_HISTORY)
     users = _column(path, table, "user_id").astype(np.int64)
     clicks = _ragged(path, table, "article_id_fixed", users)
-    values, first, counts = np.unique(users, return_index=True, return_counts=True)
-    if (counts > 1).any():
-        twice = values[_first_true(counts > 1)]
-        rows = np.flatnonzero(users == twice)
+    repeat = _first_repeat(users, users)
+    if repeat is not None:
+        twice, first, again = repeat
         raise EbnerdFormatError(
             path,
-            f"row {rows[1] + 1}",
-            f"user {twice} has a second history row (first on row {rows[0] + 1})",
+            f"row {again + 1}",
+            f"user {twice} has a second history row (first on row {first + 1})",
             "keep one row per user, or re-download the split",
         )
     del table
