@@ -151,3 +151,28 @@ def test_on_a_terminal_the_rich_bar_stays_and_no_line_is_logged(monkeypatch):
     monkeypatch.setattr(progress, "interactive", lambda: False)
     assert progress.TrainingLog().lines is True
     assert progress.TrainingLog(lines=False).lines is False  # forced either way
+
+
+def test_the_test_metrics_print_as_named_lines_and_a_slice_table(capsys):
+    """What a run prints after its test: the official metrics beside the oracle's, the
+    beyond-accuracy and RADio figures each under their name, and the slices as a table in the
+    order of their definition (history bins by length), each with its impression count."""
+    from newsrec.cli import print_metrics
+
+    metrics = {"test/auc": 0.61, "test/oracle_auc": 0.77, "test/ndcg@10": 0.4}
+    metrics |= {"test/coverage@10": 0.9, "test/calibration_category@10": 0.36}
+    metrics |= {"test/fragmentation_pairs@10": 79800.0}
+    for name, count in (("history_10-19", 71.0), ("history_5-9", 156.0), ("user_new", 2.0)):
+        metrics |= {f"test/slice/{name}/auc": 0.5, f"test/slice/{name}/impressions": count}
+    print_metrics(metrics, "test", "test")
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:3] == [
+        "test metrics (test):",
+        "  auc      0.6100   oracle 0.7700",
+        "  ndcg@10  0.4000",
+    ]
+    assert "  beyond accuracy: coverage@10 0.9000" in lines
+    assert "  RADio: calibration_category@10 0.3600, fragmentation_pairs@10 79,800" in lines
+    table = lines[lines.index(next(x for x in lines if "by slice" in x)) + 1 :]
+    assert [row.split()[0] for row in table] == ["history_5-9", "history_10-19", "user_new"]
+    assert table[0].split()[1:] == ["0.5000", "nan", "156"]

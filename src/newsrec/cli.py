@@ -9,6 +9,7 @@ import logging
 import os
 import shutil
 import sys
+import textwrap
 from pathlib import Path
 
 from hydra.errors import CompactHydraException
@@ -119,7 +120,7 @@ def write_metrics(path: Path, metrics: dict) -> None:
 @rank_zero_only
 def print_metrics(metrics: dict, stage: str, label: str = "") -> None:
     """The official metrics of `stage` ("val", "test"), with the oracle's beside them, then
-    the stage's other figures (beyond-accuracy, ...) on one line."""
+    the stage's other figures: beyond-accuracy and RADio lines, results by slice as a table."""
     rows = []
     for name in METRICS:
         value = metrics.get(f"{stage}/{name}")
@@ -130,16 +131,59 @@ def print_metrics(metrics: dict, stage: str, label: str = "") -> None:
             f"  {name:<8} {value:.4f}" + (f"   oracle {oracle:.4f}" if oracle is not None else "")
         )
     official = {f"{stage}/{n}" for n in METRICS} | {f"{stage}/oracle_{n}" for n in METRICS}
-    others = [
-        f"{key.removeprefix(stage + '/')} {value:.4f}"
+    others = {
+        key.removeprefix(stage + "/"): value
         for key, value in sorted(metrics.items())
         if key.startswith(f"{stage}/")
         and key not in official
         and not key.endswith("_best")  # val/auc_best: the auc above, as chosen
         and isinstance(value, float)
-    ]
+    }
     if others and rows:
-        rows.append("  " + ", ".join(others))
+        rows += _other_rows(others)
     if rows:
         title = f"{stage} metrics ({label})" if label else f"{stage} metrics"
         print(f"{title}:\n" + "\n".join(rows), flush=True)
+
+
+RADIO = ("calibration", "fragmentation", "activation", "representation", "alternative_voices")
+COUNTS = ("fragmentation_pairs", "radio_lists")  # how many pairs / lists RADio judged
+SLICE_ORDER = [f"history_{b}" for b in ("0", "1-4", "5-9", "10-19", "20-49", "50+")] + [
+    "user_new",
+    "user_seen",
+    "news_fresh",
+    "news_seen",
+]
+
+
+def _other_rows(others: dict[str, float]) -> list[str]:
+    """Beyond-accuracy and RADio figures wrapped under their names; slices as a table."""
+    slices: dict[str, dict[str, float]] = {}
+    groups: dict[str, list[str]] = {"beyond accuracy": [], "RADio": [], "other": []}
+    for key, value in others.items():
+        if key.startswith("slice/"):
+            name, _, metric = key.removeprefix("slice/").rpartition("/")
+            slices.setdefault(name, {})[metric] = value
+        elif key.startswith(COUNTS):
+            groups["RADio"].append(f"{key} {value:,.0f}")
+        else:
+            group = "RADio" if key.startswith(RADIO) else "other"
+            if key.startswith(("diversity", "coverage", "novelty", "personalization")):
+                group = "beyond accuracy"
+            groups[group].append(f"{key} {value:.4f}")
+    rows = []
+    for group, items in groups.items():
+        if items:
+            label = f"  {group}: " if group != "other" else "  "
+            rows += textwrap.wrap(
+                ", ".join(items), 96, initial_indent=label, subsequent_indent="    "
+            )
+    if slices:  # history bins by length, not by name
+        order = {name: i for i, name in enumerate(SLICE_ORDER)}
+        slices = dict(sorted(slices.items(), key=lambda item: order.get(item[0], len(order))))
+        rows.append(f"  {'by slice':<16} {'auc':>7} {'ndcg@10':>8} {'impressions':>12}")
+        for name, values in slices.items():
+            auc, ndcg = values.get("auc", float("nan")), values.get("ndcg@10", float("nan"))
+            count = values.get("impressions", 0)
+            rows.append(f"  {name:<16} {auc:>7.4f} {ndcg:>8.4f} {count:>12,.0f}")
+    return rows
