@@ -112,16 +112,29 @@ class EvaluationCache:
         return vectors[inverse]
 
     def _candidate_aware_scores(self, batch: dict[str, Tensor], max_cells: int) -> Tensor:
-        """DKN: a few impressions at a time (at most `max_cells` candidate x history slots)."""
-        vectors, owner = self.news_vectors, batch["owner"]
+        """DKN: impressions grouped by their number of candidates, each group cut to its own
+        widest (impressions hold 2 to 300 candidates: a batch padded to its widest would be
+        mostly padding), a few at a time (at most `max_cells` candidate x history slots).
+        Padding slots are left at 0, as the other models' scores leave them."""
+        vectors, owner, mask = self.news_vectors, batch["owner"], batch["candidate_mask"]
         history = vectors[batch["history"]]  # [H, N, D]
-        b, c = batch["candidates"].shape
-        step = max(1, max_cells // (c * history.shape[1]))
-        parts = []
-        for start in range(0, b, step):
-            rows = owner[start : start + step]
-            candidates = vectors[batch["candidates"][start : start + step]]  # [b', C, D]
-            mask, user = batch["history_mask"][rows], batch["user"][rows]
-            u = self.model.encode_user(history[rows], mask, user, candidates)  # [b', C, D]
-            parts.append(self.model.click_predictor(u, candidates))
-        return torch.cat(parts)
+        counts = mask.sum(1)
+        order = torch.argsort(counts)
+        widths = counts[order].clamp(min=1).tolist()  # ascending
+        scores = None
+        start, n = 0, history.shape[1]
+        while start < len(order):
+            end = start + 1  # the part grows while its widest impression's cells fit
+            while end < len(order) and (end + 1 - start) * widths[end] * n <= max_cells:
+                end += 1
+            part, width = order[start:end], widths[end - 1]
+            rows = owner[part]
+            candidates = vectors[batch["candidates"][part, :width]]  # [b', width, D]
+            mask_h, user = batch["history_mask"][rows], batch["user"][rows]
+            u = self.model.encode_user(history[rows], mask_h, user, candidates)  # [b', w, D]
+            part_scores = self.model.click_predictor(u, candidates)  # [b', width]
+            if scores is None:
+                scores = part_scores.new_zeros(mask.shape)
+            scores[part, :width] = part_scores
+            start = end
+        return scores
