@@ -92,15 +92,14 @@ def main() -> None:
         measured = json.loads(Path(args.peers).read_text())["models"]
         peers = {name: r["samples_per_s"] for name, r in measured.items()}
     results = {"machine": machine(), "date": date.today().isoformat(), "data": args.data}
-    rows = []
-    for model in args.models:
+    rows, out = [], Path(args.out)
+    for model in args.models:  # written after each model: a run cut short keeps what it measured
         rows.append(measure(model, args))
         print(model, json.dumps({k: rows[-1][k] for k in ("dedup", "bf16")}), flush=True)
-    results["models"] = rows
-    markdown = table(rows, peers)
-    out = Path(args.out)
-    out.write_text(json.dumps(results, indent=2))
-    out.with_suffix(".md").write_text(markdown + "\n")
+        results["models"] = rows
+        markdown = table(rows, peers)
+        out.write_text(json.dumps(results, indent=2))
+        out.with_suffix(".md").write_text(markdown + "\n")
     print(markdown)
     print(f"written to {out} and {out.with_suffix('.md')}")
 
