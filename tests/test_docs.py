@@ -78,8 +78,18 @@ def test_every_module_a_page_names_imports(page):
 
 def test_the_checks_catch_a_moved_module():
     assert not exists("models/layers.py") and exists("models/layers/attention.py")
-    assert not importable("newsrec.metrics") and importable("newsrec.evaluation.metrics")
+    assert not importable("newsrec.ranking") and importable("newsrec.serving.ranking")
     assert importable("newsrec.evaluation.metrics.impression_metrics")
+
+
+def test_the_contracts_metrics_name_is_the_evaluation_packages_function():
+    """DESIGN.md's contract: `newsrec.metrics.impression_metrics(scores, labels, ids)`."""
+    import newsrec.evaluation.metrics
+    import newsrec.metrics
+
+    assert newsrec.metrics.impression_metrics is newsrec.evaluation.metrics.impression_metrics
+    result = newsrec.metrics.impression_metrics([0.9, 0.1, 0.2], [1, 0, 0], [7, 7, 7])
+    assert result["auc"] == 1.0 and result["mrr"] == 1.0
     assert named_paths("see `src/newsrec/data/mind.py`, conf/model/nrms.yaml.") == {
         "src/newsrec/data/mind.py",
         "conf/model/nrms.yaml",
