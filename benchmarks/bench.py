@@ -307,8 +307,9 @@ def child(part: str, args, *extra: str) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def machine() -> str:
-    import torch
+def host() -> tuple[str, int, float]:
+    """This machine's CPU model name, core count and memory in GiB."""
+    import os
 
     cpu = platform.processor() or platform.machine()
     try:
@@ -318,10 +319,15 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    import os
-
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{cpu}, {os.cpu_count()} cores, {memory:.0f} GiB, torch {torch.__version__}"
+    return cpu, os.cpu_count(), memory
+
+
+def machine() -> str:
+    import torch
+
+    cpu, cores, memory = host()
+    return f"{cpu}, {cores} cores, {memory:.0f} GiB, torch {torch.__version__}"
 
 
 def main() -> None:

@@ -44,6 +44,9 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/
+from bench import host  # noqa: E402  (benchmarks/bench.py: the machine's CPU, cores, memory)
+
 # newsrec's preset name -> the peer's model name (its src/model/<name>, config.<name>Config).
 MODELS = {"nrms": "NRMS", "naml": "NAML", "lstur": "LSTUR", "dkn": "DKN", "npa": None}
 UNAVAILABLE = {
@@ -158,18 +161,10 @@ def source_digest(repo: Path) -> str:
 
 
 def machine() -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    cpu, cores, memory = host()
     return {
         "cpu": cpu,
-        "cores": os.cpu_count(),
+        "cores": cores,
         "memory_gib": round(memory, 1),
         "platform": platform.platform(),
     }
