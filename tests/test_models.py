@@ -285,6 +285,30 @@ def test_masked_gru_takes_the_real_items_wherever_the_padding_is():
     assert torch.equal(layer(x, torch.zeros_like(mask), h0), h0)  # empty history -> h0
 
 
+def test_masked_gru_recurrence_from_input_gates_equals_torch_gru():
+    """The engine's GRU (input gates apart, rows sorted by length, one step per real item)
+    gives torch.nn.GRU's last states and gradients, float64, for rows of every length."""
+    torch.manual_seed(0)
+    layer = MaskedGRU(5, 7).double()
+    x = torch.randn(4, 6, 5, dtype=torch.float64)
+    mask = torch.rand(4, 6) < 0.6
+    mask[0] = True  # full
+    mask[1] = False  # empty: h0 itself
+    mask[2, :] = False
+    mask[2, 4] = True  # one item after padding
+    h0 = torch.randn(4, 7, dtype=torch.float64, requires_grad=True)
+    plain = layer(x, mask, h0)
+    grads = torch.autograd.grad(plain.square().sum(), [h0, *layer.parameters()])
+    layer.set_fast(True)
+    fast = layer.recur(layer.input_gates(x), mask, h0)
+    assert torch.allclose(fast, plain, atol=1e-12)
+    assert torch.equal(fast[1], h0[1])
+    fast_grads = torch.autograd.grad(fast.square().sum(), [h0, *layer.parameters()])
+    for a, b in zip(fast_grads, grads, strict=True):
+        assert torch.allclose(a, b, atol=1e-12)
+    assert torch.allclose(layer(x, mask), layer.recur(layer.input_gates(x), mask), atol=1e-12)
+
+
 # ---------------------------------------------------------------- encoders of every preset
 
 

@@ -136,6 +136,15 @@ class GRUUserEncoder(UserEncoder):
     ) -> Tensor:
         return self.gru(history, history_mask)  # [B, D]
 
+    # The GRU's input gates read one clicked news at a time: once per distinct news.
+    def news_inputs(self, vectors: Tensor) -> Tensor:
+        return self.gru.input_gates(vectors)  # [n, 3D]
+
+    def encode_inputs(
+        self, inputs: Tensor, history_mask: Tensor, user: Tensor, candidates: Tensor | None = None
+    ) -> Tensor:
+        return self.gru.recur(inputs, history_mask)  # [B, D]
+
 
 class LSTURUserEncoder(UserEncoder):
     """LSTUR: short-term interest from a GRU over clicked news, long-term from the user ID.
@@ -174,14 +183,32 @@ class LSTURUserEncoder(UserEncoder):
     def encode(
         self, history: Tensor, history_mask: Tensor, user: Tensor, candidates: Tensor | None
     ) -> Tensor:
-        long_term = self.user_embedding(user)  # [B, long_dim]
-        if self.training and self.user_mask_prob > 0:
-            keep = torch.rand(user.shape, device=user.device) >= self.user_mask_prob
-            long_term = long_term * keep.unsqueeze(-1).to(long_term.dtype)
+        long_term = self.long_term(user)
         if self.mode == "ini":
             return self.gru(history, history_mask, h0=long_term)  # [B, D]
         short_term = self.gru(history, history_mask)  # [B, D // 2]
         return torch.cat([long_term, short_term], dim=-1)  # [B, D]
+
+    # The GRU's input gates read one clicked news at a time: once per distinct news.
+    def news_inputs(self, vectors: Tensor) -> Tensor:
+        return self.gru.input_gates(vectors)  # [n, 3 * gru_dim]
+
+    def encode_inputs(
+        self, inputs: Tensor, history_mask: Tensor, user: Tensor, candidates: Tensor | None = None
+    ) -> Tensor:
+        long_term = self.long_term(user)
+        if self.mode == "ini":
+            return self.gru.recur(inputs, history_mask, h0=long_term)  # [B, D]
+        short_term = self.gru.recur(inputs, history_mask)  # [B, D // 2]
+        return torch.cat([long_term.to(short_term.dtype), short_term], dim=-1)  # [B, D]
+
+    def long_term(self, user: Tensor) -> Tensor:
+        """u_l [B, long_dim], zeroed per user with probability `user_mask_prob` in training."""
+        long_term = self.user_embedding(user)
+        if self.training and self.user_mask_prob > 0:
+            keep = torch.rand(user.shape, device=user.device) >= self.user_mask_prob
+            long_term = long_term * keep.unsqueeze(-1).to(long_term.dtype)
+        return long_term
 
 
 class CandidateAwareUserEncoder(UserEncoder):

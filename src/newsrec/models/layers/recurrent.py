@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.nn.utils.rnn import pack_padded_sequence
 
 from newsrec.models.layers.basic import FastPath
 
@@ -16,8 +16,11 @@ class MaskedGRU(nn.Module, FastPath):
     runs over the left-aligned sequence, and the state after the last real item is gathered.
     Being causal, that state never saw padding. An all-padding sequence returns `h0` (zeros
     when not given). Parameters: 3 * (in_dim * hidden + hidden * hidden + 2 * hidden).
-    Fast: the GRU steps through packed sequences (`pack_padded_sequence`), so each step
-    computes only the sequences not finished yet; the same states.
+
+    Fast: the GRU's equations written out (`recur`) from input gates computed apart
+    (`input_gates`: W_i x + b_i reads one item at a time, so the engine computes it once per
+    distinct news, and an evaluation once per news of the split instead of once per history
+    slot); rows sorted by length, so each step computes only the rows not finished yet.
     """
 
     def __init__(self, in_dim: int, hidden: int) -> None:
@@ -27,21 +30,52 @@ class MaskedGRU(nn.Module, FastPath):
 
     def forward(self, x: Tensor, mask: Tensor, h0: Tensor | None = None) -> Tensor:
         """x [B, N, D], mask [B, N], h0 [B, hidden] or None -> [B, hidden]."""
+        if self.fast:
+            return self.recur(self.input_gates(x), mask, h0)
         B, N, D = x.shape
-        # stable sort on "is padding" keeps the real items' order and puts them first
-        order = torch.sort((~mask).to(torch.int8), dim=1, stable=True).indices  # [B, N]
-        x = x.gather(1, order.unsqueeze(-1).expand(B, N, D))
+        x = x.gather(1, self.aligned(mask).unsqueeze(-1).expand(B, N, D))
         if h0 is None:
             h0 = x.new_zeros(B, self.output_dim)
-        lengths = mask.sum(1)  # [B]
-        if self.fast:
-            # An empty sequence runs one padding step, replaced by h0 below.
-            steps = pack_padded_sequence(
-                x, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False
-            )
-            last = self.gru(steps, h0.unsqueeze(0).contiguous())[1][0]  # [B, hidden]
-        else:
-            states, _ = self.gru(x, h0.unsqueeze(0).contiguous())  # [B, N, hidden]
-            index = (lengths - 1).clamp(min=0).view(B, 1, 1).expand(B, 1, self.output_dim)
-            last = states.gather(1, index).squeeze(1)  # [B, hidden]
+        states, _ = self.gru(x, h0.unsqueeze(0).contiguous())  # [B, N, hidden]
+        lengths = mask.sum(1)
+        index = (lengths - 1).clamp(min=0).view(B, 1, 1).expand(B, 1, self.output_dim)
+        last = states.gather(1, index).squeeze(1)  # [B, hidden]
         return torch.where((lengths > 0).unsqueeze(-1), last, h0)
+
+    @staticmethod
+    def aligned(mask: Tensor) -> Tensor:
+        """Positions [B, N] that put each row's real items first, in their order (a stable
+        sort on "is padding")."""
+        return torch.sort((~mask).to(torch.int8), dim=1, stable=True).indices
+
+    def input_gates(self, x: Tensor) -> Tensor:
+        """W_ir x + b_ir, W_iz x + b_iz, W_in x + b_in of items x [..., D] -> [..., 3 * hidden]."""
+        return F.linear(x, self.gru.weight_ih_l0, self.gru.bias_ih_l0)
+
+    def recur(self, gates: Tensor, mask: Tensor, h0: Tensor | None = None) -> Tensor:
+        """The state after each row's last real item from its input gates [B, N, 3 * hidden]
+        (`input_gates`), mask [B, N], h0 [B, hidden] or None -> [B, hidden]: torch.nn.GRU's
+        equations (r, z, n gates; h' = (1 - z) * n + z * h)."""
+        B, N, _ = gates.shape
+        hidden = self.output_dim
+        lengths = mask.sum(1)
+        order = torch.argsort(lengths, descending=True, stable=True)  # longest first
+        # time first: gates[t, i] = sorted row i's t-th real item (index_select: its backward
+        # adds gradients up several times faster on CPU than advanced indexing's)
+        flat = (order.unsqueeze(1) * N + self.aligned(mask)[order]).t().reshape(-1)  # [N * B]
+        gates = gates.reshape(B * N, -1).index_select(0, flat).view(N, B, -1)
+        h = gates.new_zeros(B, hidden) if h0 is None else h0[order].to(gates.dtype)
+        # rows still running at step t: a prefix, as rows are sorted by length
+        running = lengths[order].unsqueeze(0) > torch.arange(N, device=mask.device)[:, None]
+        counts = running.sum(1).tolist()
+        weight, bias = self.gru.weight_hh_l0, self.gru.bias_hh_l0
+        for t, b in enumerate(counts):
+            if b == 0:
+                break
+            i_r, i_z, i_n = gates[t, :b].chunk(3, dim=-1)
+            h_r, h_z, h_n = F.linear(h[:b], weight, bias).chunk(3, dim=-1)
+            r, z = torch.sigmoid(i_r + h_r), torch.sigmoid(i_z + h_z)
+            n = torch.tanh(i_n + r * h_n)
+            new = n + z * (h[:b] - n)  # (1 - z) * n + z * h
+            h = new if b == B else torch.cat([new, h[b:]])
+        return torch.empty_like(h).index_copy_(0, order, h)
