@@ -77,15 +77,17 @@ class EvaluationCache:
         impression, slot = mask.nonzero(as_tuple=True)  # the real candidates, flat
         news, group = batch["candidates"][impression, slot], owner[impression]  # [M], [M]
         users = self.user_vectors(batch)  # [H, D]
-        if self.model.needs_user:
-            personalized = self._personalized(news, batch["user"][group])  # [M, D]
+        if self.model.needs_user:  # each candidate as its reader sees it
+            vectors, news = self._personalized(news, batch["user"][group])  # [P, D], [M]
+        else:
+            vectors = self.news_vectors
         predictor = self.model.click_predictor
         parts = []
         for part in slices(len(news), max_pairs):
             # gathered a part at a time: [m, D] stays in the CPU's cache, where one [M, D]
             # gather of a whole batch would not (~60 MB on MIND-large)
-            vectors = personalized[part] if self.model.needs_user else self.news_vectors[news[part]]
-            parts.append(predictor(users[group[part]], vectors.unsqueeze(1))[:, 0])
+            candidates = vectors[news[part]].unsqueeze(1)  # [m, 1, D]
+            parts.append(predictor(users[group[part]], candidates)[:, 0])
         flat = torch.cat(parts)
         scores = flat.new_zeros(mask.shape)
         scores[impression, slot] = flat
@@ -97,18 +99,25 @@ class EvaluationCache:
         history, mask, user = batch["history"], batch["history_mask"], batch["user"]
         if self.model.needs_user:  # each history news as its reader sees it
             readers = user[:, None].expand_as(history)
-            clicked = self._personalized(history.reshape(-1), readers.reshape(-1))
-            return self.model.encode_user(clicked.view(*history.shape, -1), mask, user)
+            vectors, index = self._personalized(history.reshape(-1), readers.reshape(-1))
+            return self.model.encode_user(vectors[index.view(history.shape)], mask, user)
         return self.model.encode_user(self.history_inputs[history], mask, user, prepared=True)
 
-    def _personalized(self, news: Tensor, user: Tensor) -> Tensor:
-        """Vectors [M, D] of the (news, user) pairs, each distinct pair computed once."""
+    def _personalized(
+        self, news: Tensor, user: Tensor, max_pairs: int = 1024
+    ) -> tuple[Tensor, Tensor]:
+        """The (news, user) pairs' vectors: each distinct pair once, [P, D], and the index [M]
+        of each given pair into them. A thousand pairs at a time: a pair attends over its
+        news' ~12 CNN states, gathered per pair; a whole batch's (~60k pairs, ~1 GB of
+        states) would leave the CPU's cache for memory."""
         num_news = len(self.position)
         pairs, inverse = torch.unique(user * num_news + news, return_inverse=True)
-        vectors = self.model.news_encoder.personalize(
-            self.shared, self.position[pairs % num_news], pairs // num_news
-        )
-        return vectors[inverse]
+        encoder = self.model.news_encoder
+        vectors = [
+            encoder.personalize(self.shared, self.position[part % num_news], part // num_news)
+            for part in pairs.split(max_pairs)
+        ]
+        return torch.cat(vectors), inverse
 
     def _candidate_aware_scores(self, batch: dict[str, Tensor], max_cells: int) -> Tensor:
         """DKN: impressions grouped by their number of candidates, each group cut to its own
