@@ -211,6 +211,7 @@ class CandidateAwareAttention(nn.Module):
 
     def attend(self, history: Tensor, h: Tensor, mask: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
         """The attention from the halves (`halves`): -> [B, C, D], weights [B, C, N]."""
-        scores = self.score(F.relu(c.unsqueeze(2) + h.unsqueeze(1))).squeeze(-1)  # [B, C, N]
+        # in place: the [B, C, N, hidden] sum is the layer's largest tensor
+        scores = self.score(F.relu(c.unsqueeze(2) + h.unsqueeze(1), inplace=True)).squeeze(-1)
         weights = masked_softmax(scores, mask.unsqueeze(1))
         return weights @ history, weights  # [B, C, D]

@@ -102,15 +102,12 @@ class KnowledgeAwareCNN(nn.Module):
     ) -> Tensor:
         """Packed words [T, Dw] and their entities [T, De] (entity_mask [T]) -> [n, filters *
         windows]: each window, from its first word on, as one product; max over each row."""
-        e = self.entity_channel(entities, entity_mask)
+        x = torch.cat([words, self.entity_channel(entities, entity_mask)], -1)  # [T, 2 * Dw]
         pooled = []
         for h, conv in zip(self.windows, self.convs, strict=True):
-            # Conv2d's weight [F, 2, h, Dw] read as (channel, offset) blocks of the window
+            # Conv2d's weight [F, 2, h, Dw] in the windows' (offset, channel, dim) order
             weight = conv.weight.permute(0, 2, 1, 3).reshape(conv.out_channels, -1)
-            window = torch.stack(
-                [packed.windows(words, range(h)), packed.windows(e, range(h))], dim=1
-            )  # [T, 2, h * Dw] -> the weight's (offset, channel) order below
-            window = window.view(len(words), 2, h, -1).transpose(1, 2).reshape(len(words), -1)
+            window = packed.windows(x, range(h))  # [T, h * 2 * Dw]
             c = F.relu(bucketed(lambda x, w=weight, b=conv.bias: F.linear(x, w, b), window))
             pooled.append(packed.pad(c).amax(dim=1))  # max over each row's words: [n, F]
         return torch.cat(pooled, dim=-1)

@@ -20,7 +20,7 @@ class MaskedGRU(nn.Module, FastPath):
     Fast: the GRU's equations written out (`recur`) from input gates computed apart
     (`input_gates`: W_i x + b_i reads one item at a time, so the engine computes it once per
     distinct news, and an evaluation once per news of the split instead of once per history
-    slot); rows sorted by length, so each step computes only the rows not finished yet.
+    slot).
     """
 
     def __init__(self, in_dim: int, hidden: int) -> None:
@@ -55,27 +55,22 @@ class MaskedGRU(nn.Module, FastPath):
     def recur(self, gates: Tensor, mask: Tensor, h0: Tensor | None = None) -> Tensor:
         """The state after each row's last real item from its input gates [B, N, 3 * hidden]
         (`input_gates`), mask [B, N], h0 [B, hidden] or None -> [B, hidden]: torch.nn.GRU's
-        equations (r, z, n gates; h' = (1 - z) * n + z * h)."""
+        equations (r, z, n gates; h' = (1 - z) * n + z * h), one column at a time, each row's
+        state updated where its column holds a real item (padding anywhere is skipped, no
+        gather). Columns without a real item are not computed; histories come left-padded and
+        grouped by length, so few padding slots are."""
         B, N, _ = gates.shape
-        hidden = self.output_dim
-        lengths = mask.sum(1)
-        order = torch.argsort(lengths, descending=True, stable=True)  # longest first
-        # rows still running at step t: a prefix, as rows are sorted by length
-        running = lengths[order].unsqueeze(0) > torch.arange(N, device=mask.device)[:, None]
-        # the real items only, time first: step t's are sorted rows 0 .. counts[t] - 1, each
-        # at its t-th real item (index_select: its backward adds gradients up several times
-        # faster on CPU than advanced indexing's)
-        items = (order.unsqueeze(1) * N + self.aligned(mask)[order]).t()[running]  # [T]
-        counts = [b for b in running.sum(1).tolist() if b]
-        steps = gates.reshape(B * N, -1).index_select(0, items).split(counts)
-        h = gates.new_zeros(B, hidden) if h0 is None else h0[order].to(gates.dtype)
+        h = gates.new_zeros(B, self.output_dim) if h0 is None else h0.to(gates.dtype)
         weight, bias = self.gru.weight_hh_l0, self.gru.bias_hh_l0
-        for step in steps:
-            b = len(step)
-            i_r, i_z, i_n = step.chunk(3, dim=-1)
-            h_r, h_z, h_n = F.linear(h[:b], weight, bias).chunk(3, dim=-1)
+        used = mask.any(0).tolist()
+        # unbind: one view per column whose backward stacks the gradients once (a slice's
+        # backward would fill a zero [B, N, 3H] per column)
+        for column, real, step in zip(gates.unbind(1), mask.unbind(1), used, strict=True):
+            if not step:
+                continue
+            i_r, i_z, i_n = column.chunk(3, dim=-1)
+            h_r, h_z, h_n = F.linear(h, weight, bias).chunk(3, dim=-1)
             r, z = torch.sigmoid(i_r + h_r), torch.sigmoid(i_z + h_z)
             n = torch.tanh(i_n + r * h_n)
-            new = n + z * (h[:b] - n)  # (1 - z) * n + z * h
-            h = new if b == B else torch.cat([new, h[b:]])
-        return torch.empty_like(h).index_copy_(0, order, h)
+            h = torch.where(real.unsqueeze(-1), n + z * (h - n), h)  # (1 - z) * n + z * h
+        return h
