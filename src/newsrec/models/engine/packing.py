@@ -207,16 +207,19 @@ class Packed:
         out = x.new_zeros(self.mask.shape[0], x.shape[-1])
         return out.index_add(0, self.row, (x * w).to(out.dtype))
 
-    def windows(self, x: Tensor, offsets: Sequence[int]) -> Tensor:
+    def windows(self, x: Tensor, offsets: Sequence[int], rows: int | None = None) -> Tensor:
         """For each item, the items `offsets` places after it in its row, concatenated:
         x [T, D] -> [T, len(offsets) * D], zeros where a window leaves the row (as a
-        convolution over the padded row sees zeros beyond its real items)."""
-        T = x.shape[0]
-        if T == 0:
-            return x.new_zeros(0, len(offsets) * x.shape[-1])
+        convolution over the padded row sees zeros beyond its real items). With `rows` > T,
+        zero rows follow up to `rows` (a bucketed size, see `bucket`) without another copy.
+        One gather: a window's slot beyond its row reads an appended zero row."""
+        T, D = x.shape
+        rows = max(rows or T, T)
         offsets = torch.as_tensor(offsets, device=x.device)
         place = self.position[:, None] + offsets  # [T, k]
         inside = (place >= 0) & (place < self.lengths[self.row][:, None])
-        index = (torch.arange(T, device=x.device)[:, None] + offsets).clamp(0, max(T - 1, 0))
-        near = x.index_select(0, index.reshape(-1)).view(T, len(offsets), -1)
-        return (near * inside.unsqueeze(-1).to(x.dtype)).reshape(T, -1)
+        index = torch.where(inside, torch.arange(T, device=x.device)[:, None] + offsets, T)
+        if rows > T:
+            index = torch.cat([index, index.new_full((rows - T, len(offsets)), T)])
+        with_zero = torch.cat([x, x.new_zeros(1, D)])  # row T: the zeros past a row's end
+        return with_zero.index_select(0, index.reshape(-1)).view(rows, -1)

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from newsrec.models.engine.packing import Packed, bucketed
+from newsrec.models.engine.packing import Packed, bucket
 from newsrec.models.layers.basic import Dropout
 
 
@@ -46,9 +46,8 @@ class WordCNN(nn.Module):
     def packed(self, x: Tensor, packed: Packed) -> Tensor:
         """Packed words x [T, in_dim] -> [T, filters]: one product of each word's window."""
         weight = self.conv.weight.permute(0, 2, 1).reshape(self.output_dim, -1)  # [F, w * in]
-        out = bucketed(
-            lambda w: F.linear(w, weight, self.conv.bias), packed.windows(x, self.offsets)
-        )
+        windows = packed.windows(x, self.offsets, rows=bucket(len(x)))  # [bucket(T), w * in]
+        out = F.linear(windows, weight, self.conv.bias)[: len(x)]
         return self.dropout(F.relu(out))
 
 
@@ -107,7 +106,7 @@ class KnowledgeAwareCNN(nn.Module):
         for h, conv in zip(self.windows, self.convs, strict=True):
             # Conv2d's weight [F, 2, h, Dw] in the windows' (offset, channel, dim) order
             weight = conv.weight.permute(0, 2, 1, 3).reshape(conv.out_channels, -1)
-            window = packed.windows(x, range(h))  # [T, h * 2 * Dw]
-            c = F.relu(bucketed(lambda x, w=weight, b=conv.bias: F.linear(x, w, b), window))
+            window = packed.windows(x, range(h), rows=bucket(len(x)))  # [bucket(T), h * 2 * Dw]
+            c = F.relu(F.linear(window, weight, conv.bias)[: len(x)])
             pooled.append(packed.pad(c).amax(dim=1))  # max over each row's words: [n, F]
         return torch.cat(pooled, dim=-1)
