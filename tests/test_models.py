@@ -286,8 +286,8 @@ def test_masked_gru_takes_the_real_items_wherever_the_padding_is():
 
 
 def test_masked_gru_recurrence_from_input_gates_equals_torch_gru():
-    """The engine's GRU (input gates apart, rows sorted by length, one step per real item)
-    gives torch.nn.GRU's last states and gradients, float64, for rows of every length."""
+    """The engine's GRU (input gates apart, column by column with a masked update) gives
+    torch.nn.GRU's last states and gradients, float64, for rows of every length."""
     torch.manual_seed(0)
     layer = MaskedGRU(5, 7).double()
     x = torch.randn(4, 6, 5, dtype=torch.float64)

@@ -33,7 +33,9 @@ class MaskedGRU(nn.Module, FastPath):
         if self.fast:
             return self.recur(self.input_gates(x), mask, h0)
         B, N, D = x.shape
-        x = x.gather(1, self.aligned(mask).unsqueeze(-1).expand(B, N, D))
+        # stable sort on "is padding" keeps the real items' order and puts them first
+        order = torch.sort((~mask).to(torch.int8), dim=1, stable=True).indices  # [B, N]
+        x = x.gather(1, order.unsqueeze(-1).expand(B, N, D))
         if h0 is None:
             h0 = x.new_zeros(B, self.output_dim)
         states, _ = self.gru(x, h0.unsqueeze(0).contiguous())  # [B, N, hidden]
@@ -41,12 +43,6 @@ class MaskedGRU(nn.Module, FastPath):
         index = (lengths - 1).clamp(min=0).view(B, 1, 1).expand(B, 1, self.output_dim)
         last = states.gather(1, index).squeeze(1)  # [B, hidden]
         return torch.where((lengths > 0).unsqueeze(-1), last, h0)
-
-    @staticmethod
-    def aligned(mask: Tensor) -> Tensor:
-        """Positions [B, N] that put each row's real items first, in their order (a stable
-        sort on "is padding")."""
-        return torch.sort((~mask).to(torch.int8), dim=1, stable=True).indices
 
     def input_gates(self, x: Tensor) -> Tensor:
         """W_ir x + b_ir, W_iz x + b_iz, W_in x + b_in of items x [..., D] -> [..., 3 * hidden]."""
