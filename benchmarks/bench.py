@@ -42,6 +42,10 @@ def peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB on Linux
 
 
+# Hydra overrides every part's config gets (`--set`, e.g. model.news_encoder.filters=300).
+SETTINGS: list[str] = []
+
+
 def config(data: str, data_dir: str, overrides: list[str] = (), model: str = "nrms"):
     from hydra import compose, initialize_config_dir
     from omegaconf import open_dict
@@ -57,6 +61,7 @@ def config(data: str, data_dir: str, overrides: list[str] = (), model: str = "nr
                 f"paths.data_dir={data_dir}",
                 "paths.output_dir=.",
                 *overrides,
+                *SETTINGS,
             ],
         )
     with open_dict(cfg):
@@ -301,6 +306,7 @@ def child(part: str, args, *extra: str) -> dict:
     command += ["--steps", str(args.steps), "--warmup", str(args.warmup)]
     command += ["--rounds", str(args.rounds), "--model", args.model]
     command += ["--precisions", *args.precisions, *extra]
+    command += [f"--set={setting}" for setting in args.set]
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
     if result.returncode != 0:
         raise RuntimeError(f"{part} failed:\n{result.stderr[-4000:]}")
@@ -348,10 +354,14 @@ def main() -> None:
         "--modes", nargs="+", default=list(TRAIN_MODES), help="training modes to measure"
     )
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results.json"))
+    parser.add_argument(
+        "--set", action="append", default=[], help="a Hydra override for every part (repeatable)"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--mode", default="dedup", help=argparse.SUPPRESS)
     parser.add_argument("--cache-dir", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    SETTINGS.extend(args.set)
     if args.child:
         print(json.dumps(PARTS[args.child](args)))
         return
@@ -361,6 +371,7 @@ def main() -> None:
         "date": date.today().isoformat(),
         "data": args.data,
         "model": args.model,
+        "settings": args.set,
     }
     if "generate" in args.parts:
         results["generate"] = child("generate", args)

@@ -3,6 +3,7 @@
     python benchmarks/bench_memory.py                        # fp32, bf16: 2,000 steps each
     python benchmarks/bench_memory.py --modes bf16 --steps 500 --env ONEDNN_PRIMITIVE_CACHE_CAPACITY=0
     python benchmarks/bench_memory.py --model naml --modes bf16 --out benchmarks/results_memory_naml.json
+    python benchmarks/bench_memory.py --set model.engine=plain       # any Hydra override
 
 NRMS (or `--model`) at paper sizes on `synthetic_small` (MIND-small's counts), batch 64: every step takes
 the next batch of the training loader (fresh negatives, fresh news, so fresh shapes), not a
@@ -26,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench import _module, config, datamodule, machine, train_step  # noqa: E402  (benchmarks/bench.py)
+from bench import SETTINGS, _module, config, datamodule, machine, train_step  # noqa: E402  (benchmarks/bench.py)
 
 MODES = {  # mode: (precision, torch.compile)
     "fp32": ("32-true", False),
@@ -108,23 +109,28 @@ def main() -> None:
     parser.add_argument("--settle", type=int, default=200, help="warm-up steps, not judged")
     parser.add_argument("--no-buckets", action="store_true", help="shapes unbucketed (reference)")
     parser.add_argument("--env", nargs="*", default=[], help="NAME=VALUE for the children")
+    parser.add_argument(
+        "--set", action="append", default=[], help="a Hydra override, e.g. model.engine=plain"
+    )
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results_memory.json"))
     parser.add_argument("--mode", help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.env_names = [item.partition("=")[0] for item in args.env]
+    SETTINGS.extend(args.set)
     if args.mode:
         print(json.dumps(run_mode(args)))
         return
     env = {**os.environ, **dict(item.split("=", 1) for item in args.env)}
     results = {"machine": machine(), "date": date.today().isoformat(), "data": args.data}
     results["model"] = args.model
+    results["settings"] = args.set
     for mode in args.modes:
         command = [sys.executable, __file__, "--mode", mode, "--data", args.data]
         command += ["--model", args.model]
         command += ["--data-dir", args.data_dir, "--steps", str(args.steps)]
         command += ["--every", str(args.every), "--settle", str(args.settle)]
         command += ["--no-buckets"] if args.no_buckets else []
-        command += ["--env", *args.env]
+        command += ["--env", *args.env, *(f"--set={setting}" for setting in args.set)]
         done = subprocess.run(command, stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT)
         if done.returncode != 0:
             raise SystemExit(f"{mode} failed")

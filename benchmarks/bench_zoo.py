@@ -86,12 +86,16 @@ def main() -> None:
     parser.add_argument("--precisions", nargs="+", default=["32-true"], help="evaluation's")
     parser.add_argument("--peers", help="results of benchmarks/peers/yusanshi.py")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results_zoo.json"))
+    parser.add_argument(
+        "--set", action="append", default=[], help="a Hydra override, e.g. model.engine=plain"
+    )
     args = parser.parse_args()
     peers = {}
     if args.peers:
         measured = json.loads(Path(args.peers).read_text())["models"]
         peers = {name: r["samples_per_s"] for name, r in measured.items()}
     results = {"machine": machine(), "date": date.today().isoformat(), "data": args.data}
+    results["settings"] = args.set
     rows, out = [], Path(args.out)
     for model in args.models:  # written after each model: a run cut short keeps what it measured
         rows.append(measure(model, args))

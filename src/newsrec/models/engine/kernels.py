@@ -16,19 +16,28 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
+def keep_mask(x: Tensor, p: float) -> tuple[Tensor, float]:
+    """Inverted dropout's mask for x: (keep [x.shape] bool, scale of the kept values).
+
+    16 random bits per element (see `dropout`): the drop rate is `p` rounded to a multiple of
+    1/65,536 and the scale is the exact inverse keep rate."""
+    n = x.numel()
+    dropped = round(p * 65536)  # of the 65,536 values a 16-bit draw can take
+    # random_(-2**63, None) fills all 64 bits (plain random_() leaves the top bit 0).
+    bits = torch.empty((n + 3) // 4, dtype=torch.int64, device=x.device).random_(-(2**63), None)
+    keep = bits.view(torch.int16)[:n].view(x.shape) >= dropped - 32768
+    return keep, 65536 / (65536 - dropped)
+
+
 class _CheapMaskDropout(torch.autograd.Function):
     """Inverted dropout whose mask comes from 16 random bits per element (see `cheap_dropout`)."""
 
     @staticmethod
     def forward(ctx, x: Tensor, p: float) -> Tensor:
-        n = x.numel()
-        dropped = round(p * 65536)  # of the 65,536 values a 16-bit draw can take
-        # random_(-2**63, None) fills all 64 bits (plain random_() leaves the top bit 0).
-        bits = torch.empty((n + 3) // 4, dtype=torch.int64, device=x.device).random_(-(2**63), None)
-        keep = bits.view(torch.int16)[:n].view(x.shape) >= dropped - 32768
+        keep, scale = keep_mask(x, p)
         # The mask as x's dtype, scaled by the exact inverse keep rate. Going through uint8
         # and multiplying is ~10x faster on CPU than torch.where or bool arithmetic.
-        scale = keep.view(torch.uint8).to(x.dtype).mul_(65536 / (65536 - dropped))
+        scale = keep.view(torch.uint8).to(x.dtype).mul_(scale)
         ctx.save_for_backward(scale)
         return x * scale
 

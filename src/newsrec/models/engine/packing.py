@@ -214,12 +214,18 @@ class Packed:
         zero rows follow up to `rows` (a bucketed size, see `bucket`) without another copy.
         One gather: a window's slot beyond its row reads an appended zero row."""
         T, D = x.shape
-        rows = max(rows or T, T)
-        offsets = torch.as_tensor(offsets, device=x.device)
+        index = self.window_index(offsets, rows)
+        with_zero = torch.cat([x, x.new_zeros(1, D)])  # row T: the zeros past a row's end
+        return with_zero.index_select(0, index.reshape(-1)).view(len(index), -1)
+
+    def window_index(self, offsets: Sequence[int], rows: int | None = None) -> Tensor:
+        """`windows`' gather [max(rows, T), len(offsets)]: the item each slot reads, T for a
+        zero (beyond its row, or a row past T)."""
+        T = len(self.index)
+        offsets = torch.as_tensor(offsets, device=self.index.device)
         place = self.position[:, None] + offsets  # [T, k]
         inside = (place >= 0) & (place < self.lengths[self.row][:, None])
-        index = torch.where(inside, torch.arange(T, device=x.device)[:, None] + offsets, T)
-        if rows > T:
+        index = torch.where(inside, torch.arange(T, device=self.index.device)[:, None] + offsets, T)
+        if rows is not None and rows > T:
             index = torch.cat([index, index.new_full((rows - T, len(offsets)), T)])
-        with_zero = torch.cat([x, x.new_zeros(1, D)])  # row T: the zeros past a row's end
-        return with_zero.index_select(0, index.reshape(-1)).view(rows, -1)
+        return index

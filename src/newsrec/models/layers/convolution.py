@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from newsrec.models.engine.packing import Packed, bucket
+from newsrec.models.engine.window_conv import Workspace, window_convolution
 from newsrec.models.layers.basic import Dropout
 
 
@@ -36,6 +37,7 @@ class WordCNN(nn.Module):
         # 'same' padding: the output at word i reads words i - left ... i - left + window - 1
         left = (window - 1) // 2
         self.offsets = tuple(range(-left, window - left))
+        self.workspace: Workspace | None = None  # training's reused buffers (window_conv.py)
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         """x [B, L, in_dim], mask [B, L] -> [B, L, filters]."""
@@ -44,11 +46,26 @@ class WordCNN(nn.Module):
         return self.dropout(F.relu(x))
 
     def packed(self, x: Tensor, packed: Packed) -> Tensor:
-        """Packed words x [T, in_dim] -> [T, filters]: one product of each word's window."""
+        """Packed words x [T, in_dim] -> [T, filters]: one product of each word's window.
+
+        Training on a CPU: the same computation in buffers the layer keeps from one step to
+        the next (engine/window_conv.py)."""
         weight = self.conv.weight.permute(0, 2, 1).reshape(self.output_dim, -1)  # [F, w * in]
-        windows = packed.windows(x, self.offsets, rows=bucket(len(x)))  # [bucket(T), w * in]
+        rows = bucket(len(x))
+        if self.training and torch.is_grad_enabled() and x.device.type == "cpu" and len(x):
+            if self.workspace is None or not self.workspace.free():
+                self.workspace = Workspace()  # the last one's graph is still waiting
+            index = packed.window_index(self.offsets, rows)
+            p = self.dropout.p
+            return window_convolution(x, index, weight, self.conv.bias, p, self.workspace)
+        windows = packed.windows(x, self.offsets, rows=rows)  # [bucket(T), w * in]
         out = F.linear(windows, weight, self.conv.bias)[: len(x)]
         return self.dropout(F.relu(out))
+
+    def train(self, mode: bool = True) -> WordCNN:
+        if not mode:
+            self.workspace = None  # evaluation needs none: its memory goes back
+        return super().train(mode)
 
 
 class KnowledgeAwareCNN(nn.Module):
