@@ -142,6 +142,22 @@ def build_recommender(
     return build_parts(*parts, data, engine=engine or cfg.engine)
 
 
+def assert_packed_equals_padded(news, features: dict, user) -> None:
+    """A news encoder's packed path (`forward_packed`) gives the vectors and parameter
+    gradients of its padded `forward`, for the loss sum(vectors^2)."""
+    results = []
+    for encode in (news.forward_packed, news.forward):
+        news.zero_grad()
+        vectors = encode(features, user)
+        vectors.square().sum().backward()
+        results.append((vectors, [p.grad.clone() for p in news.parameters() if p.grad is not None]))
+    (packed, packed_grads), (padded, padded_grads) = results
+    torch.testing.assert_close(packed, padded, rtol=1e-9, atol=1e-9)
+    assert len(packed_grads) == len(padded_grads) > 0
+    for a, b in zip(packed_grads, padded_grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-9 * b.abs().max().item())
+
+
 def plain_copy(model: Recommender) -> Recommender:
     """The same weights without the engine: the papers' padded computations (`engine=plain`)."""
     parts = [copy.deepcopy(part) for part in (model.news_encoder, model.user_encoder)]

@@ -23,7 +23,7 @@ from newsrec.models.layers import (
 )
 from newsrec.models.recommender import Recommender
 
-from conftest import build_recommender, data_info, model_config
+from conftest import assert_packed_equals_padded, build_recommender, data_info, model_config
 
 
 def build(name: str, *overrides: str, data: DataInfo | None = None):
@@ -432,17 +432,7 @@ def test_packed_news_encoding_equals_the_padded_computation(name: str):
     rows = torch.randperm(800, generator=gen)
     features = {k: table[k][rows] for k in news.features}
     user = torch.randint(0, data.num_users, (800,), generator=gen) if news.needs_user else None
-    results = []
-    for encode in (news.forward_packed, news.forward):
-        news.zero_grad()
-        vectors = encode(features, user)
-        vectors.square().sum().backward()
-        results.append((vectors, [p.grad.clone() for p in news.parameters() if p.grad is not None]))
-    (packed, packed_grads), (padded, padded_grads) = results
-    torch.testing.assert_close(packed, padded, rtol=1e-9, atol=1e-9)
-    assert len(packed_grads) == len(padded_grads) > 0
-    for a, b in zip(packed_grads, padded_grads, strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-9 * b.abs().max().item())
+    assert_packed_equals_padded(news, features, user)
 
 
 USER_ENCODERS = ["nrms", "nrms_self_only", "naml", "npa", "gru", "lstur_ini", "lstur_con", "dkn"]

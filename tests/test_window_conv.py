@@ -13,7 +13,7 @@ from newsrec.models.engine.packing import Packed, bucket
 from newsrec.models.engine.window_conv import Workspace, window_convolution
 from newsrec.models.layers.convolution import WordCNN
 
-from conftest import build_recommender, data_info
+from conftest import assert_packed_equals_padded, build_recommender, data_info
 
 
 def texts(n: int, width: int, gen: torch.Generator) -> torch.Tensor:
@@ -143,15 +143,5 @@ def test_cnn_news_encoders_train_through_it_as_the_padded_model_computes(name):
     table["subcategory"] = torch.randint(0, data.num_subcategories, (300,), generator=gen)
     features = {k: table[k] for k in news.features}
     user = torch.randint(0, data.num_users, (300,), generator=gen) if news.needs_user else None
-    results = []
-    for encode in (news.forward_packed, news.forward):
-        news.zero_grad()
-        vectors = encode(features, user)
-        vectors.square().sum().backward()
-        results.append((vectors, [p.grad.clone() for p in news.parameters() if p.grad is not None]))
+    assert_packed_equals_padded(news, features, user)
     assert any(m.workspace is not None for m in news.modules() if isinstance(m, WordCNN))
-    (fast, fast_grads), (padded, padded_grads) = results
-    torch.testing.assert_close(fast, padded, rtol=1e-9, atol=1e-9)
-    assert len(fast_grads) == len(padded_grads) > 0
-    for a, b in zip(fast_grads, padded_grads, strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-9 * b.abs().max().item())
