@@ -145,3 +145,18 @@ def test_cnn_news_encoders_train_through_it_as_the_padded_model_computes(name):
     user = torch.randint(0, data.num_users, (300,), generator=gen) if news.needs_user else None
     assert_packed_equals_padded(news, features, user)
     assert any(m.workspace is not None for m in news.modules() if isinstance(m, WordCNN))
+
+
+def test_frozen_words_get_no_gradient_and_the_filters_still_learn():
+    gen = torch.Generator().manual_seed(4)
+    packed = Packed(texts(40, 8, gen))
+    x, weight, bias = inputs(len(packed.index), gen)
+    x.requires_grad_(False)
+    out = fused(x, packed, (-1, 0, 1), weight, bias, 0.2, 7, Workspace())
+    out.square().sum().backward()
+    got = weight.grad.clone(), bias.grad.clone()
+    weight.grad = bias.grad = None
+    reference(x, packed, (-1, 0, 1), weight, bias, 0.2, 7).square().sum().backward()
+    assert x.grad is None
+    torch.testing.assert_close(got[0], weight.grad, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(got[1], bias.grad, rtol=1e-12, atol=1e-12)

@@ -91,10 +91,12 @@ class _WindowConvolution(torch.autograd.Function):
         grad_z[T:].zero_()
         grad_weight = (grad_z.t() @ windows).to(weight_dtype)
         grad_bias = grad_z.sum(0).to(bias_dtype)
+        workspace.user = None
+        if not ctx.needs_input_grad[0]:  # e.g. frozen word vectors
+            return None, None, grad_weight, grad_bias, None, None
         grad_windows = torch.mm(grad_z, w, out=windows)  # windows' last use was just above
         padded = workspace.take("padded", (T + 1, D), grad, windows.dtype).zero_()
         padded.index_add_(0, index.reshape(-1), grad_windows.view(-1, D))
-        workspace.user = None
         return padded[:T].to(x_dtype, copy=True), None, grad_weight, grad_bias, None, None
 
 

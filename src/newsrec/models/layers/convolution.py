@@ -49,10 +49,11 @@ class WordCNN(nn.Module):
         """Packed words x [T, in_dim] -> [T, filters]: one product of each word's window.
 
         Training on a CPU: the same computation in buffers the layer keeps from one step to
-        the next (engine/window_conv.py)."""
+        the next (engine/window_conv.py); not under torch.compile, which fuses on its own."""
         weight = self.conv.weight.permute(0, 2, 1).reshape(self.output_dim, -1)  # [F, w * in]
         rows = bucket(len(x))
-        if self.training and torch.is_grad_enabled() and x.device.type == "cpu" and len(x):
+        training = self.training and torch.is_grad_enabled() and len(x) > 0
+        if training and x.device.type == "cpu" and not torch.compiler.is_compiling():
             if self.workspace is None or not self.workspace.free():
                 self.workspace = Workspace()  # the last one's graph is still waiting
             index = packed.window_index(self.offsets, rows)
