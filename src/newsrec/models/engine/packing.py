@@ -213,9 +213,8 @@ class Packed:
         convolution over the padded row sees zeros beyond its real items). With `rows` > T,
         zero rows follow up to `rows` (a bucketed size, see `bucket`) without another copy.
         One gather: a window's slot beyond its row reads an appended zero row."""
-        T, D = x.shape
         index = self.window_index(offsets, rows)
-        with_zero = torch.cat([x, x.new_zeros(1, D)])  # row T: the zeros past a row's end
+        with_zero = torch.cat([x, x.new_zeros(1, x.shape[1])])  # row T: the zeros past a row's end
         return with_zero.index_select(0, index.reshape(-1)).view(len(index), -1)
 
     def window_index(self, offsets: Sequence[int], rows: int | None = None) -> Tensor:

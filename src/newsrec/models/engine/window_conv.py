@@ -10,7 +10,7 @@ a `Workspace` the layer keeps, written in place each step (`out=`), and ReLU and
 one mask: relu(z) * keep / (1 - p) = z * [z > 0 and keep] / (1 - p).
 
 Same numbers as the layer's plain computation given the same dropout mask
-(tests/test_models.py). A workspace is reused only once the graph of its last use has run
+(tests/test_window_conv.py). A workspace is reused only once the graph of its last use has run
 its backward or is gone; otherwise (two forwards before a backward) the call gets fresh
 buffers. A retained graph's second backward after the next step fails loudly (autograd sees
 its saved buffers and its output rewritten in place) rather than computing with stale values.
@@ -29,7 +29,7 @@ from newsrec.models.engine.kernels import keep_mask
 
 class Workspace:
     """Named buffers of one layer, grown as needed (25% headroom, so that the bucketed sizes
-    of the following steps mostly fit), never shrunk until `clear`."""
+    of the following steps mostly fit), never shrunk (the layer drops it for evaluation)."""
 
     def __init__(self) -> None:
         self.buffers: dict[str, Tensor] = {}
@@ -46,10 +46,6 @@ class Workspace:
     def free(self) -> bool:
         """Whether no live graph still needs these buffers."""
         return self.user is None or self.user() is None
-
-    def clear(self) -> None:
-        self.buffers.clear()
-        self.user = None
 
 
 class _WindowConvolution(torch.autograd.Function):
